@@ -1,0 +1,178 @@
+"""`R3Mem`: load a base model and checkpoint, compress text to memory, expand it back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from r3mem.base_model import BaseModel, load_base_model
+from r3mem.checkpoint import read_checkpoint, save_checkpoint
+from r3mem.config import MemoryConfig
+from r3mem.errors import CheckpointMismatch, InvalidInput
+from r3mem.memory_file import Memory
+from r3mem.memory_net import MemoryNetwork
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "smollm2-135m-r3mem"
+_EXPAND_BATCH = 8  # segments expanded together; bounded so RAM stays flat for long texts
+
+
+def default_checkpoint() -> Path | None:
+    """`$R3MEM_CHECKPOINT`, else the checkpoint shipped in the repository, else None."""
+    env = os.environ.get("R3MEM_CHECKPOINT")
+    if env:
+        return Path(env)
+    return SHIPPED_CHECKPOINT if (SHIPPED_CHECKPOINT / "config.json").is_file() else None
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class R3Mem:
+    """A memory network bound to its tokenizer, with the identity of what made it."""
+
+    def __init__(self, base: BaseModel, network: MemoryNetwork, checkpoint_fingerprint: str) -> None:
+        self.base = base
+        self.network = network.eval()
+        self.tokenizer = base.tokenizer
+        self.checkpoint_fingerprint = checkpoint_fingerprint
+
+    @classmethod
+    def load(
+        cls,
+        model: str | None = None,
+        checkpoint: str | Path | None = None,
+        device: str | None = None,
+    ) -> R3Mem:
+        """Load a base model (default: SmolLM2-135M-Instruct) and a checkpoint.
+
+        With no checkpoint, the shipped one is used when it matches the base model;
+        otherwise the network is untrained (`trained` is False) and says so.
+        """
+        base = load_base_model(model)
+        path = Path(checkpoint) if checkpoint is not None else None
+        if path is None and model is None:
+            path = default_checkpoint()
+        return cls.from_base(base, path, device)
+
+    @classmethod
+    def from_base(
+        cls,
+        base: BaseModel,
+        checkpoint: Path | None = None,
+        device: str | None = None,
+        config: MemoryConfig | None = None,
+    ) -> R3Mem:
+        """Build from an already loaded base model (tests, training, other models)."""
+        fingerprint = f"untrained-seed{(config or MemoryConfig()).init_seed}"
+        state = None
+        if checkpoint is not None:
+            ckpt = read_checkpoint(checkpoint, expect_fingerprint=base.fingerprint)
+            config, state, fingerprint = ckpt.config, ckpt.state, ckpt.fingerprint
+        network = MemoryNetwork(base.model, config or MemoryConfig())
+        if state is not None:
+            network.load_trainable_state(state)
+        return cls(base, network.to(pick_device(device)), fingerprint)
+
+    @property
+    def trained(self) -> bool:
+        return not self.checkpoint_fingerprint.startswith("untrained")
+
+    @property
+    def config(self) -> MemoryConfig:
+        return self.network.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.network.initial_memory.device
+
+    def save_checkpoint(self, path: str | Path, info: dict | None = None) -> str:
+        self.checkpoint_fingerprint = save_checkpoint(
+            path, self.config, self.network.trainable_state(), self.base.name, self.base.fingerprint, info
+        )
+        return self.checkpoint_fingerprint
+
+    # -- text <-> tokens ------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def segments(self, ids: list[int]) -> Iterator[list[int]]:
+        step = self.config.segment_len
+        for start in range(0, len(ids), step):
+            yield ids[start : start + step]
+
+    # -- compress / expand ----------------------------------------------------
+    @torch.no_grad()
+    def compress(self, text: str, ratio: float = 4, progress: bool = False) -> Memory:
+        """Fold `text` into one memory snapshot per segment, recurrently.
+
+        RAM stays bounded by the snapshots: activations exist for one segment at a time.
+        """
+        if not isinstance(text, str):
+            raise InvalidInput(f"text must be a str, got {type(text).__name__}")
+        m = self.config.memory_tokens_for(ratio)
+        ids = self.tokenize(text)
+        if not ids:
+            raise InvalidInput("nothing to compress: the text is empty")
+        chunks = list(self.segments(ids))
+        tensors = (torch.tensor(c, device=self.device) for c in chunks)
+        snapshots = []
+        bar = tqdm(total=len(ids), unit="tok", desc="compress", disable=not progress, leave=False)
+        for chunk, snapshot in zip(chunks, self.network.compress(tensors, m), strict=True):
+            snapshots.append(snapshot.to(torch.float16).cpu())
+            bar.update(len(chunk))
+        bar.close()
+        return Memory(
+            snapshots=torch.stack(snapshots),
+            token_counts=[len(c) for c in chunks],
+            segment_len=self.config.segment_len,
+            model_fingerprint=self.base.fingerprint,
+            checkpoint_fingerprint=self.checkpoint_fingerprint,
+            model_name=self.base.name,
+        )
+
+    def check_compatible(self, memory: Memory) -> None:
+        """Refuse a memory written by another base model or checkpoint."""
+        if memory.model_fingerprint != self.base.fingerprint:
+            raise CheckpointMismatch(
+                f"memory was written by base model {memory.model_name or '?'} "
+                f"({memory.model_fingerprint}), not the loaded one ({self.base.fingerprint})"
+            )
+        if memory.checkpoint_fingerprint != self.checkpoint_fingerprint:
+            raise CheckpointMismatch(
+                f"memory was written by checkpoint {memory.checkpoint_fingerprint}, "
+                f"not the loaded one ({self.checkpoint_fingerprint})"
+            )
+
+    @torch.no_grad()
+    def expand_ids(self, memory: Memory, segment: int | None = None, progress: bool = False) -> list[list[int]]:
+        """Regenerate token ids of every segment (or one) from its snapshot."""
+        self.check_compatible(memory)
+        if segment is not None and not -len(memory) <= segment < len(memory):
+            raise InvalidInput(f"segment {segment} out of range: the memory has {len(memory)} segment(s)")
+        order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
+        out: list[list[int]] = []
+        bar = tqdm(total=len(order), unit="seg", desc="expand", disable=not progress, leave=False)
+        for start in range(0, len(order), _EXPAND_BATCH):
+            batch = order[start : start + _EXPAND_BATCH]
+            snaps = memory.snapshots[batch].to(self.device, torch.float32)  # (b, m, d)
+            longest = max(memory.token_counts[i] for i in batch)
+            generated = self.network.generate(snaps, longest).tolist()
+            out.extend(ids[: memory.token_counts[i]] for i, ids in zip(batch, generated, strict=True))
+            bar.update(len(batch))
+        bar.close()
+        return out
+
+    def expand(self, memory: Memory, segment: int | None = None, progress: bool = False) -> str:
+        """Reconstruct the text (or one segment of it) from memory alone."""
+        parts = self.expand_ids(memory, segment, progress)
+        return self.detokenize([t for part in parts for t in part])

@@ -1,0 +1,66 @@
+"""`r3mem bench`: throughput, peak memory and load times on this machine."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+
+import torch
+
+from r3mem.api import R3Mem
+from r3mem.base_model import default_gguf_path
+from r3mem.demo import demo_passage
+
+
+def time_gguf_load() -> float:
+    """Seconds to de-quantise the default GGUF (what a first load costs before caching)."""
+    from transformers import AutoModelForCausalLM
+
+    gguf = default_gguf_path()
+    t0 = time.perf_counter()
+    AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    return time.perf_counter() - t0
+
+
+def run_bench(tokens: int = 1024, expand_segments: int = 2, ratio: float = 4, gguf: bool = True,
+              model: str | None = None, checkpoint: str | None = None) -> dict:
+    """Measure one configuration; every figure is what this process saw, nothing estimated."""
+    result: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+                    "torch": torch.__version__, "ratio": ratio}
+    if gguf and model is None:
+        result["load_gguf_s"] = time_gguf_load()
+    t0 = time.perf_counter()
+    r3 = R3Mem.load(model=model, checkpoint=checkpoint)
+    result["load_cached_s"] = time.perf_counter() - t0
+    passage = demo_passage()
+    ids = r3.tokenize(passage)
+    text = r3.detokenize((ids * (tokens // len(ids) + 1))[:tokens])
+    r3.compress(passage[:200], ratio=ratio)  # warm-up: first calls pay one-off allocations
+    t0 = time.perf_counter()
+    memory = r3.compress(text, ratio=ratio)
+    seconds = time.perf_counter() - t0
+    result.update(compress_tokens=memory.source_tokens, compress_tok_s=memory.source_tokens / seconds)
+    n = min(expand_segments, len(memory))
+    t0 = time.perf_counter()
+    for i in range(n):
+        r3.expand_ids(memory, segment=i)
+    seconds = time.perf_counter() - t0
+    expanded = sum(memory.token_counts[:n])
+    result.update(expand_tokens=expanded, expand_tok_s=expanded / seconds)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def format_table(result: dict) -> str:
+    rows = [
+        ("model load, GGUF de-quantise (first run)", result.get("load_gguf_s"), "s"),
+        ("model load, cached safetensors", result["load_cached_s"], "s"),
+        (f"compress throughput ({result['compress_tokens']} tokens)", result["compress_tok_s"], "tok/s"),
+        (f"expand throughput ({result['expand_tokens']} tokens)", result["expand_tok_s"], "tok/s"),
+        ("peak RSS", result["peak_rss_mb"], "MB"),
+    ]
+    lines = [f"{'measure':<46} {'value':>10}  unit", "-" * 64]
+    lines += [f"{name:<46} {value:>10.2f}  {unit}" for name, value, unit in rows if value is not None]
+    lines.append(f"machine: {result['machine']}, torch {result['torch']}, ratio {result['ratio']:g}")
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""The `r3mem` command line: thin wrappers, one library call per command.
+
+Every `R3MemError` becomes one stderr line and the error's exit code:
+1 other r3mem error, 2 bad input or usage, 3 model not found,
+4 corrupt checkpoint or memory file, 5 checkpoint/memory made for another model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from r3mem.errors import InvalidInput, R3MemError
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="base model: a local directory or a locally cached id")
+    p.add_argument("--checkpoint", help="checkpoint directory (default: the shipped one)")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cuda if present)")
+
+
+def _load(args: argparse.Namespace):
+    from transformers.utils import logging as hf_logging
+
+    from r3mem.api import R3Mem
+
+    # r3mem shows its own progress; the library's bars and notices would break the
+    # promise of one stderr line per error.
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+    return R3Mem.load(model=args.model, checkpoint=args.checkpoint, device=args.device)
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from r3mem.textio import read_text_file
+
+    text = read_text_file(args.file)  # fail on bad input before loading a model
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise InvalidInput(f"output directory does not exist: {out.parent}")
+    r3 = _load(args)
+    memory = r3.compress(text, ratio=args.ratio, progress=not args.quiet)
+    memory.save(out)
+    if not args.quiet:
+        print(f"{memory.source_tokens} tokens -> {len(memory)} x {memory.memory_tokens} memory vectors "
+              f"(ratio {memory.ratio:g}) written to {out}")
+    return 0
+
+
+def cmd_expand(args: argparse.Namespace) -> int:
+    from r3mem.memory_file import Memory
+
+    memory = Memory.load(args.memory)
+    text = _load(args).expand(memory, segment=args.segment, progress=not args.quiet)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from r3mem.memory_file import Memory
+
+    memory = Memory.load(args.memory)
+    info = {
+        "segments": len(memory),
+        "memory_vectors_per_segment": memory.memory_tokens,
+        "dim": int(memory.snapshots.shape[2]),
+        "ratio": memory.ratio,
+        "segment_len": memory.segment_len,
+        "source_tokens": memory.source_tokens,
+        "model": memory.model_name,
+        "model_fingerprint": memory.model_fingerprint,
+        "checkpoint_fingerprint": memory.checkpoint_fingerprint,
+        "file_bytes": Path(args.memory).stat().st_size,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:<28} {value}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from r3mem.demo import run_demo
+
+    run_demo(_load(args), ratio=args.ratio)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from r3mem.bench import format_table, run_bench
+
+    result = run_bench(tokens=args.tokens, expand_segments=args.expand_segments, ratio=args.ratio,
+                       gguf=not args.skip_gguf, model=args.model, checkpoint=args.checkpoint)
+    print(format_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="r3mem", description="Reversible compressed memory for LMs.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compress", help="compress a UTF-8 text file into a .r3m memory file")
+    p.add_argument("file")
+    p.add_argument("-o", "--output", required=True, help="the .r3m file to write")
+    p.add_argument("--ratio", type=float, default=4, help="tokens per memory vector (default 4)")
+    _model_args(p)
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("expand", help="reconstruct text from a .r3m memory file")
+    p.add_argument("memory")
+    p.add_argument("--segment", type=int, help="expand only this segment (0-based)")
+    p.add_argument("-o", "--output", help="write the text here instead of stdout")
+    _model_args(p)
+    p.set_defaults(func=cmd_expand)
+
+    p = sub.add_parser("info", help="describe a .r3m memory file")
+    p.add_argument("memory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="compress and reconstruct a bundled passage")
+    p.add_argument("--ratio", type=float, default=4)
+    _model_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="throughput, peak RSS and load times")
+    p.add_argument("--tokens", type=int, default=1024, help="tokens to compress")
+    p.add_argument("--expand-segments", type=int, default=2, help="segments to expand")
+    p.add_argument("--ratio", type=float, default=4)
+    p.add_argument("--skip-gguf", action="store_true", help="skip timing the GGUF first load")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    _model_args(p)
+    p.set_defaults(func=cmd_bench)
+
+    for name, register in _EXTRA_COMMANDS:
+        register(sub.add_parser(name, help=f"{name} (see `r3mem {name} -h`)"))
+    return parser
+
+
+# Later subsystems (train, eval, store) register their commands here.
+_EXTRA_COMMANDS: list[tuple[str, Callable[[argparse.ArgumentParser], None]]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except R3MemError as exc:
+        print(f"r3mem: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("r3mem: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Error types: one base class, each subclass also the builtin it refines.
+
+The CLI maps every `R3MemError` to one stderr line and its `exit_code`; callers
+that only know builtins can still catch `ValueError` or `FileNotFoundError`.
+"""
+
+from __future__ import annotations
+
+
+class R3MemError(Exception):
+    """Base class of every error r3mem raises on purpose."""
+
+    exit_code = 1
+
+
+class InvalidInput(R3MemError, ValueError):
+    """The caller's input cannot be processed (empty text, bad encoding, bad ratio)."""
+
+    exit_code = 2
+
+
+class ModelNotFound(R3MemError, FileNotFoundError):
+    """A base model is not available locally; r3mem never downloads one."""
+
+    exit_code = 3
+
+
+class CheckpointError(R3MemError, ValueError):
+    """A checkpoint directory is missing, unreadable or corrupt."""
+
+    exit_code = 4
+
+
+class CheckpointMismatch(CheckpointError):
+    """A checkpoint or memory file was made for another base model or checkpoint."""
+
+    exit_code = 5
+
+
+class MemoryFileError(R3MemError, ValueError):
+    """A `.r3m` memory file is missing, truncated, corrupt or of an unknown format."""
+
+    exit_code = 4

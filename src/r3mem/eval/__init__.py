@@ -1,0 +1,1 @@
+"""Evaluation harness for r3mem: metrics, benchmarks and reporting."""

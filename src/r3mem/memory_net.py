@@ -1,0 +1,276 @@
+"""The memory network: virtual memory tokens written by one adapter, read by another.
+
+Forward (retention). One compress step runs the frozen base LM, with the `compress`
+LoRA adapter, on
+
+    [ read memory (m) ; segment tokens (T) ; write tokens (m) ]
+
+under causal attention. The final hidden states at the m write positions, through
+`MemoryProjection`, become the next read memory: a fixed-size state carried across
+segments (RMT-style recurrence), so history length is unbounded. The memory after
+each step is that segment's snapshot.
+
+Backward (retrieval). The same base LM with the `expand` adapter reads
+
+    [ memory (m) ; marker (1) ; target tokens ... ]
+
+and predicts the target autoregressively. The marker says what to produce: the raw
+unit the memory was written from (reconstruction at a hierarchy level) or the text
+that follows it (`continue`, the long-context LM). m is chosen per call, so the
+compression ratio L/m is a run-time knob: memory m uses the first m rows of the
+learned initial memory and write-token tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from torch import Tensor, nn
+from transformers import GenerationConfig, PreTrainedModel
+
+from r3mem.config import MARKERS, MemoryConfig
+from r3mem.errors import CheckpointError
+
+ADAPTERS = ("compress", "expand")
+_MEMORY_PARAMS = ("initial_memory", "write_tokens", "markers")
+
+
+class MemoryProjection(nn.Module):
+    """Maps write-position hidden states into the input-embedding space.
+
+    Final hidden states have norm ~50 while SmolLM2's input embeddings have ~3.2
+    (DESIGN.md §6); fed raw they are out of distribution for the reader. A linear map
+    (identity at init), an RMS norm, then a learned per-channel gain initialised to
+    the embeddings' RMS brings them to the scale the reader expects.
+    """
+
+    def __init__(self, dim: int, embed_rms: float, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+        nn.init.eye_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        self.gain = nn.Parameter(torch.full((dim,), float(embed_rms)))
+        self.eps = eps
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        x = self.linear(hidden)  # (B, m, d)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return x * self.gain
+
+
+@dataclass
+class ReadStats:
+    """Summed token NLL and teacher-forced accuracy counts of one read pass."""
+
+    nll_sum: Tensor
+    n_tokens: int
+    n_correct: int
+
+    @property
+    def loss(self) -> Tensor:
+        return self.nll_sum / max(1, self.n_tokens)
+
+
+class MemoryNetwork(nn.Module):
+    """Base LM + two LoRA adapters + memory parameters. The base stays frozen."""
+
+    def __init__(self, base: PreTrainedModel, config: MemoryConfig) -> None:
+        super().__init__()
+        self.config = config
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.target_modules),
+            bias="none",
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.init_seed)  # LoRA A matrices use the global RNG
+            self.lm = get_peft_model(base, lora, adapter_name=ADAPTERS[0])
+            self.lm.add_adapter(ADAPTERS[1], lora)
+        self._lora_params = [p for n, p in self.lm.named_parameters() if "lora_" in n]
+
+        table = base.get_input_embeddings().weight.detach()  # (V, d)
+        gen = torch.Generator().manual_seed(config.init_seed)
+
+        def sample_rows(n: int) -> nn.Parameter:
+            # Real token embeddings: in distribution for the LM from the first step.
+            rows = torch.randint(0, table.shape[0], (n,), generator=gen)
+            return nn.Parameter(table[rows].clone().float())
+
+        self.initial_memory = sample_rows(config.max_memory_tokens)  # θ, (M, d)
+        self.write_tokens = sample_rows(config.max_memory_tokens)  # (M, d)
+        self.markers = sample_rows(len(MARKERS))  # (K, d)
+        embed_rms = table.float().pow(2).mean().sqrt().item()
+        self.projection = MemoryProjection(table.shape[1], embed_rms)
+
+    # -- plumbing -------------------------------------------------------------
+    @property
+    def causal_lm(self) -> PreTrainedModel:
+        return self.lm.base_model.model
+
+    @property
+    def hidden_size(self) -> int:
+        return self.causal_lm.config.hidden_size
+
+    def embed(self, ids: Tensor) -> Tensor:
+        return self.causal_lm.get_input_embeddings()(ids)
+
+    @contextmanager
+    def adapter(self, name: str | None) -> Iterator[None]:
+        """Run the LM with one adapter active, or with none (`None`: the plain base LM)."""
+        if name is None:
+            with self.lm.disable_adapter():
+                yield
+            return
+        self.lm.set_adapter(name)
+        # PEFT freezes inactive adapters on switch; compress and expand train jointly,
+        # so a graph built under one must still reach its weights after a switch.
+        for param in self._lora_params:
+            param.requires_grad_(True)
+        yield
+
+    def _hidden(self, embeds: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        positions = None
+        if attention_mask is not None:
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.causal_lm.model(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            use_cache=False,
+        )
+        return out.last_hidden_state
+
+    def initial(self, batch: int, m: int) -> Tensor:
+        return self.initial_memory[:m].unsqueeze(0).expand(batch, -1, -1)  # (B, m, d)
+
+    # -- forward: retention ---------------------------------------------------
+    def write(self, read_memory: Tensor, segment_ids: Tensor, segment_mask: Tensor | None = None) -> Tensor:
+        """One compress step: (B, m, d) memory + (B, T) tokens -> (B, m, d) next memory.
+
+        `segment_mask` (B, T) marks real tokens when a batch holds units of unequal
+        length; padded positions are masked out and skipped by the position ids.
+        """
+        batch, m, _ = read_memory.shape
+        tokens = self.embed(segment_ids)  # (B, T, d)
+        write = self.write_tokens[:m].unsqueeze(0).expand(batch, -1, -1)  # (B, m, d)
+        x = torch.cat([read_memory.to(tokens.dtype), tokens, write.to(tokens.dtype)], 1)
+        mask = None
+        if segment_mask is not None:
+            ones = segment_mask.new_ones(batch, m)
+            mask = torch.cat([ones, segment_mask, ones], 1)  # (B, m+T+m)
+        with self.adapter("compress"):
+            hidden = self._hidden(x, mask)  # (B, m+T+m, d)
+        return self.projection(hidden[:, -m:].float())
+
+    def compress(self, segments: Iterable[Tensor], m: int) -> Iterator[Tensor]:
+        """Recur over one document's segments; yield each segment's snapshot (m, d)."""
+        memory = self.initial(1, m)
+        for segment in segments:
+            memory = self.write(memory, segment.unsqueeze(0))
+            yield memory[0]
+
+    # -- backward: retrieval --------------------------------------------------
+    def _read_inputs(self, memory: Tensor, marker: str, tokens: Tensor) -> Tensor:
+        batch = memory.shape[0]
+        mark = self.markers[MARKERS.index(marker)].expand(batch, 1, -1)  # (B, 1, d)
+        dtype = tokens.dtype
+        return torch.cat([memory.to(dtype), mark.to(dtype), tokens], 1)
+
+    def read(
+        self,
+        memory: Tensor,
+        target_ids: Tensor,
+        target_mask: Tensor | None = None,
+        marker: str = "segment",
+    ) -> ReadStats:
+        """-log p(target | memory, marker) under the expand adapter (teacher forcing).
+
+        memory (B, m, d) may have m = 0 (no memory). Logits are computed only at
+        target positions: over a 49k vocabulary they dominate the cost otherwise.
+        """
+        batch, m, _ = memory.shape
+        x = self._read_inputs(memory, marker, self.embed(target_ids[:, :-1]))  # (B, m+T, d)
+        mask = None
+        if target_mask is not None:
+            mask = torch.cat([target_mask.new_ones(batch, m + 1), target_mask[:, :-1]], 1)
+        with self.adapter("expand"):
+            hidden = self._hidden(x, mask)[:, m:]  # (B, T, d): position i predicts token i
+        return self.token_nll(hidden, target_ids, target_mask)
+
+    def token_nll(self, hidden: Tensor, target_ids: Tensor, target_mask: Tensor | None) -> ReadStats:
+        """Summed NLL and correct-count of `target_ids` from the hidden states predicting them."""
+        keep = torch.ones_like(target_ids, dtype=torch.bool) if target_mask is None else target_mask.bool()
+        logits = self.causal_lm.lm_head(hidden[keep]).float()  # (N, V)
+        targets = target_ids[keep]
+        nll = F.cross_entropy(logits, targets, reduction="sum")
+        correct = int((logits.argmax(-1) == targets).sum())
+        return ReadStats(nll_sum=nll, n_tokens=int(targets.numel()), n_correct=correct)
+
+    @torch.no_grad()
+    def generate(self, memory: Tensor, n_tokens: int, marker: str = "segment") -> Tensor:
+        """Greedy expansion: (B, m, d) memory -> (B, n_tokens) token ids.
+
+        The length is known from the memory's metadata, so generation runs for exactly
+        n_tokens and never stops early at an end-of-text token.
+        """
+        empty = torch.empty(memory.shape[0], 0, self.hidden_size, device=memory.device)
+        prefix = self._read_inputs(memory, marker, empty.to(self.embed_dtype))  # (B, m+1, d)
+        settings = GenerationConfig(
+            max_new_tokens=n_tokens,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=self.causal_lm.config.pad_token_id or 0,
+        )
+        mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
+        with self.adapter("expand"):
+            out = self.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask, generation_config=settings)
+        return out[:, -n_tokens:]
+
+    @property
+    def embed_dtype(self) -> torch.dtype:
+        return self.causal_lm.get_input_embeddings().weight.dtype
+
+    # -- parameters and state -------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """LoRA weights of both adapters plus the memory parameters; the base stays frozen."""
+        memory = [getattr(self, n) for n in _MEMORY_PARAMS] + list(self.projection.parameters())
+        return self._lora_params + memory
+
+    def trainable_state(self) -> dict[str, Tensor]:
+        state: dict[str, Tensor] = {}
+        for name in ADAPTERS:
+            for key, value in get_peft_model_state_dict(self.lm, adapter_name=name).items():
+                state[f"adapter.{name}.{key}"] = value.detach().float().contiguous()
+        for name in _MEMORY_PARAMS:
+            state[name] = getattr(self, name).detach().float().contiguous()
+        for key, value in self.projection.state_dict().items():
+            state[f"projection.{key}"] = value.detach().float().contiguous()
+        return state
+
+    def load_trainable_state(self, state: dict[str, Tensor]) -> None:
+        """Load `trainable_state()` output; any missing, extra or misshapen key is an error."""
+        expected = self.trainable_state()
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or extra:
+            raise CheckpointError(f"checkpoint keys differ: missing {missing[:3]}, unexpected {extra[:3]}")
+        for key, value in state.items():
+            if value.shape != expected[key].shape:
+                raise CheckpointError(f"checkpoint tensor {key} has shape {tuple(value.shape)}, "
+                                      f"expected {tuple(expected[key].shape)}")
+        for name in ADAPTERS:
+            prefix = f"adapter.{name}."
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            set_peft_model_state_dict(self.lm, sub, adapter_name=name)
+        with torch.no_grad():
+            for name in _MEMORY_PARAMS:
+                getattr(self, name).copy_(state[name])
+            self.projection.load_state_dict(
+                {k[len("projection."):]: v for k, v in state.items() if k.startswith("projection.")}
+            )

@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny random Llama with a tiny BPE tokenizer, and the real default model.
+
+Unit tests run on the tiny model (milliseconds per step); tests marked `real_model`
+use SmolLM2-135M, which `make` installs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from r3mem.api import R3Mem
+from r3mem.base_model import BaseModel, model_fingerprint
+from r3mem.config import MemoryConfig
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CORPUS = (Path(__file__).resolve().parents[1] / "src" / "r3mem" / "data" / "demo_passage.txt").read_text()
+
+TINY_MEMORY = MemoryConfig(segment_len=16, max_memory_tokens=8, lora_rank=4, lora_alpha=8)
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on the demo passage: any UTF-8 text round-trips exactly."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator([CORPUS], trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+
+
+def tiny_base(seed: int = 0, hidden: int = 64, name: str = "tiny-llama") -> BaseModel:
+    tokenizer = tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return BaseModel(name=name, model=model, tokenizer=tokenizer, fingerprint=model_fingerprint(model))
+
+
+@pytest.fixture
+def tiny() -> R3Mem:
+    return R3Mem.from_base(tiny_base(), device="cpu", config=TINY_MEMORY)
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path: Path) -> Path:
+    """The tiny model saved as a local model directory, as a user would pass with --model."""
+    base = tiny_base()
+    path = tmp_path / "tiny-model"
+    base.model.save_pretrained(path)
+    base.tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def real() -> R3Mem:
+    return R3Mem.load(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"shared data not found at {DATA}")
+    return DATA

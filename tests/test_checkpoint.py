@@ -1,0 +1,65 @@
+"""Checkpoints: bit-identical round trips, and refusals with clear messages."""
+
+import json
+
+import pytest
+import torch
+
+from r3mem.api import R3Mem
+from r3mem.errors import CheckpointError, CheckpointMismatch
+from tests.conftest import TINY_MEMORY, tiny_base
+
+
+def _perturb(r3: R3Mem) -> None:
+    with torch.no_grad():
+        for p in r3.network.trainable_parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+
+
+def test_save_then_load_is_bit_identical(tiny, tmp_path):
+    _perturb(tiny)
+    fingerprint = tiny.save_checkpoint(tmp_path / "ckpt")
+    loaded = R3Mem.from_base(tiny_base(), tmp_path / "ckpt", device="cpu")
+    a, b = tiny.network.trainable_state(), loaded.network.trainable_state()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert loaded.checkpoint_fingerprint == fingerprint and loaded.trained
+    assert loaded.config == TINY_MEMORY
+    meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert list(meta) == sorted(meta) and meta["format_version"] == 1
+
+
+def test_loaded_checkpoint_reproduces_memory(tiny, tmp_path):
+    _perturb(tiny)
+    tiny.save_checkpoint(tmp_path / "ckpt")
+    loaded = R3Mem.from_base(tiny_base(), tmp_path / "ckpt", device="cpu")
+    text = "Mr. Bennet made no answer."
+    assert torch.equal(tiny.compress(text).snapshots, loaded.compress(text).snapshots)
+
+
+def test_refuses_checkpoint_of_another_base_model(tiny, tmp_path):
+    tiny.save_checkpoint(tmp_path / "ckpt")
+    other = tiny_base(seed=1)
+    with pytest.raises(CheckpointMismatch, match="made for base model tiny-llama"):
+        R3Mem.from_base(other, tmp_path / "ckpt", device="cpu")
+
+
+def test_refuses_missing_corrupt_and_truncated(tiny, tmp_path):
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
+        R3Mem.from_base(tiny_base(), tmp_path / "nothing", device="cpu")
+    tiny.save_checkpoint(tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="checksum"):
+        R3Mem.from_base(tiny_base(), tmp_path / "ckpt", device="cpu")
+    tiny.save_checkpoint(tmp_path / "ckpt2")
+    (tmp_path / "ckpt2" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt checkpoint config"):
+        R3Mem.from_base(tiny_base(), tmp_path / "ckpt2", device="cpu")
+
+
+def test_resave_keeps_other_files(tiny, tmp_path):
+    tiny.save_checkpoint(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "MODEL_CARD.md").write_text("card")
+    tiny.save_checkpoint(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "MODEL_CARD.md").read_text() == "card"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
