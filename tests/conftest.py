@@ -35,7 +35,9 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
 
 
-def tiny_base(seed: int = 0, hidden: int = 64, name: str = "tiny-llama") -> BaseModel:
+def tiny_base(seed: int = 0, hidden: int = 64, name: str = "tiny-llama", init_range: float = 0.02) -> BaseModel:
+    """A 2-layer random Llama. `init_range` 0.02 is HF's default; larger values give the
+    frozen tied head a usable logit scale, for tests that need the model to learn."""
     tokenizer = tiny_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -47,6 +49,7 @@ def tiny_base(seed: int = 0, hidden: int = 64, name: str = "tiny-llama") -> Base
         max_position_embeddings=256,
         pad_token_id=0,
         tie_word_embeddings=True,
+        initializer_range=init_range,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()

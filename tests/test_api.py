@@ -3,12 +3,12 @@
 import resource
 
 import pytest
+from tests.conftest import tiny_base
 
 import r3mem
 from r3mem.api import R3Mem
 from r3mem.config import MemoryConfig
 from r3mem.errors import InvalidInput
-from tests.conftest import tiny_base
 
 
 def test_public_api_is_exported():

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
+from tests.conftest import TINY_MEMORY, tiny_base
 
 from r3mem.api import R3Mem
 from r3mem.errors import CheckpointError, CheckpointMismatch
-from tests.conftest import TINY_MEMORY, tiny_base
 
 
 def _perturb(r3: R3Mem) -> None:

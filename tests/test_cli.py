@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import tiny_base
 
 from r3mem.api import R3Mem
-from tests.conftest import tiny_base
 
 
 def run(*args: str, env_home: Path) -> subprocess.CompletedProcess:

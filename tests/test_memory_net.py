@@ -1,10 +1,10 @@
 """Invariants of the memory network on the tiny model."""
 
 import torch
+from tests.conftest import TINY_MEMORY, tiny_base
 
 from r3mem.api import R3Mem
 from r3mem.memory_net import MemoryNetwork
-from tests.conftest import TINY_MEMORY, tiny_base
 
 
 def _ids(r3: R3Mem, n: int, offset: int = 0) -> torch.Tensor:

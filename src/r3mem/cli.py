@@ -105,6 +105,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from r3mem.api import R3Mem
+    from r3mem.base_model import load_base_model
+    from r3mem.config import MemoryConfig
+    from r3mem.train.config import TrainConfig
+    from r3mem.train.loop import train
+
+    cfg = TrainConfig.from_toml(args.config)
+    if args.steps:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    if args.out:
+        cfg = dataclasses.replace(cfg, out_dir=args.out)
+    base = load_base_model(args.model)
+    r3 = R3Mem.from_base(base, None, args.device, MemoryConfig(**cfg.memory))
+    train(cfg, r3, log=(lambda _: None) if args.quiet else print)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="r3mem", description="Reversible compressed memory for LMs.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
@@ -142,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the figures to this JSON file")
     _model_args(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("train", help="train or resume a run from a TOML config")
+    p.add_argument("--config", required=True)
+    p.add_argument("--steps", type=int, help="override the config's step count")
+    p.add_argument("--out", help="override the config's out_dir")
+    p.add_argument("--model", help="base model (default: SmolLM2-135M-Instruct)")
+    p.add_argument("--device", help="torch device (Accelerate picks one when launched by it)")
+    p.set_defaults(func=cmd_train)
 
     for name, register in _EXTRA_COMMANDS:
         register(sub.add_parser(name, help=f"{name} (see `r3mem {name} -h`)"))

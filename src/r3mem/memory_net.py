@@ -70,6 +70,7 @@ class ReadStats:
     nll_sum: Tensor
     n_tokens: int
     n_correct: int
+    logits: Tensor | None = None  # (N, V) at target positions, when asked for
 
     @property
     def loss(self) -> Tensor:
@@ -157,8 +158,11 @@ class MemoryNetwork(nn.Module):
         `segment_mask` (B, T) marks real tokens when a batch holds units of unequal
         length; padded positions are masked out and skipped by the position ids.
         """
+        return self.write_embeds(read_memory, self.embed(segment_ids), segment_mask)
+
+    def write_embeds(self, read_memory: Tensor, tokens: Tensor, segment_mask: Tensor | None = None) -> Tensor:
+        """`write` on token embeddings (B, T, d): soft tokens for the cycle loss."""
         batch, m, _ = read_memory.shape
-        tokens = self.embed(segment_ids)  # (B, T, d)
         write = self.write_tokens[:m].unsqueeze(0).expand(batch, -1, -1)  # (B, m, d)
         x = torch.cat([read_memory.to(tokens.dtype), tokens, write.to(tokens.dtype)], 1)
         mask = None
@@ -189,6 +193,7 @@ class MemoryNetwork(nn.Module):
         target_ids: Tensor,
         target_mask: Tensor | None = None,
         marker: str = "segment",
+        keep_logits: bool = False,
     ) -> ReadStats:
         """-log p(target | memory, marker) under the expand adapter (teacher forcing).
 
@@ -202,16 +207,18 @@ class MemoryNetwork(nn.Module):
             mask = torch.cat([target_mask.new_ones(batch, m + 1), target_mask[:, :-1]], 1)
         with self.adapter("expand"):
             hidden = self._hidden(x, mask)[:, m:]  # (B, T, d): position i predicts token i
-        return self.token_nll(hidden, target_ids, target_mask)
+        return self.token_nll(hidden, target_ids, target_mask, keep_logits)
 
-    def token_nll(self, hidden: Tensor, target_ids: Tensor, target_mask: Tensor | None) -> ReadStats:
+    def token_nll(
+        self, hidden: Tensor, target_ids: Tensor, target_mask: Tensor | None, keep_logits: bool = False
+    ) -> ReadStats:
         """Summed NLL and correct-count of `target_ids` from the hidden states predicting them."""
         keep = torch.ones_like(target_ids, dtype=torch.bool) if target_mask is None else target_mask.bool()
         logits = self.causal_lm.lm_head(hidden[keep]).float()  # (N, V)
         targets = target_ids[keep]
         nll = F.cross_entropy(logits, targets, reduction="sum")
         correct = int((logits.argmax(-1) == targets).sum())
-        return ReadStats(nll_sum=nll, n_tokens=int(targets.numel()), n_correct=correct)
+        return ReadStats(nll, int(targets.numel()), correct, logits if keep_logits else None)
 
     @torch.no_grad()
     def generate(self, memory: Tensor, n_tokens: int, marker: str = "segment") -> Tensor:

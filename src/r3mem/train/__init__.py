@@ -1,0 +1,1 @@
+"""Training recipe: retention, reversible retrieval, hierarchy and cycle losses on Accelerate."""

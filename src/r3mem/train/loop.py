@@ -1,0 +1,144 @@
+"""The training loop: Accelerate, exact resume, validation, JSONL logs, a loss-curve PNG.
+
+Resume is exact: the state directory holds the trainable weights and the AdamW
+moments (safetensors, never pickle) and the step; batches are drawn from an RNG
+seeded by (seed, step), so a stopped and resumed run follows the same path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+
+from r3mem.api import R3Mem
+from r3mem.train.config import TrainConfig
+from r3mem.train.data import HierarchyPairs, TokenCorpus, load_texts, step_rng
+from r3mem.train.losses import Objective
+from r3mem.train.validate import plot_curves, validate
+
+
+def _optimizer(net, cfg: TrainConfig) -> torch.optim.AdamW:
+    memory = [p for n, p in net.named_parameters() if p.requires_grad and "lora_" not in n]
+    lora = [p for n, p in net.named_parameters() if "lora_" in n]
+    return torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": memory, "lr": cfg.lr_memory}],
+                             weight_decay=cfg.weight_decay)
+
+
+def save_state(path: Path, net, optimizer, step: int, info: dict) -> None:
+    """Write weights, optimizer moments and the step into `path`, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-state-", dir=path.parent))
+    try:
+        save_file(net.trainable_state(), str(tmp / "weights.safetensors"))
+        opt = optimizer.state_dict()
+        tensors = {f"{idx}.{key}": val.detach().cpu().contiguous() if torch.is_tensor(val)
+                   else torch.tensor(val) for idx, st in opt["state"].items() for key, val in st.items()}
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
+                  for g in opt["param_groups"]]
+        (tmp / "trainer.json").write_text(json.dumps({"step": step, "param_groups": groups, **info}, indent=2))
+        old = path.with_name(path.name + ".old")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_state(path: Path, net, optimizer) -> dict:
+    net.load_trainable_state(load_file(str(path / "weights.safetensors")))
+    meta = json.loads((path / "trainer.json").read_text())
+    flat = load_file(str(path / "optimizer.safetensors"))
+    state: dict[int, dict] = {}
+    for key, val in flat.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = val
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta
+
+
+def schedule(cfg: TrainConfig, step: int) -> tuple[int, int]:
+    """Curriculum: the longest segment length and highest ratio index allowed at `step`."""
+    progress = min(1.0, step / max(1, cfg.curriculum_steps))
+    n_len = 1 + round(progress * (len(cfg.segment_lens) - 1))
+    n_ratio = 1 + round(progress * (len(cfg.ratios) - 1))
+    return n_len, n_ratio
+
+
+def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
+    """Train (or resume) until `cfg.steps`; returns the last validation record."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    net = r3.network.train()
+    optimizer = _optimizer(net, cfg)
+    start, elapsed = 0, 0.0
+    if (out / "state" / "trainer.json").is_file():
+        meta = load_state(out / "state", net, optimizer)
+        start, elapsed = meta["step"], meta.get("elapsed_s", 0.0)
+        log(f"resumed from step {start}")
+    train_texts, val_texts = load_texts(Path(cfg.data_dir), cfg.val_books)
+    corpus = TokenCorpus.build(train_texts, r3.tokenize)
+    val_corpus = TokenCorpus.build(val_texts, r3.tokenize)
+    pairs = HierarchyPairs.build(train_texts) if cfg.w_hier > 0 else None
+    weights = {"rec": cfg.w_rec, "lm": cfg.w_lm, "hier": cfg.w_hier, "cyc": cfg.w_cyc}
+    objective, optimizer = accelerator.prepare(Objective(net, weights), optimizer)
+    logfile = (out / "log.jsonl").open("a")
+    record: dict = {}
+    for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
+        for group, base in zip(optimizer.param_groups, (cfg.lr, cfg.lr_memory), strict=True):
+            group["lr"] = base * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        n_len, n_ratio = schedule(cfg, step)
+        stats: dict[str, float] = {}
+        for micro in range(cfg.grad_accum):
+            rng = step_rng(cfg.seed, step, micro)
+            seg_len = int(rng.choice(cfg.segment_lens[:n_len]))
+            m = max(1, seg_len // int(rng.choice(cfg.ratios[:n_ratio])))
+            windows = torch.as_tensor(corpus.windows(rng, cfg.batch_size, 2 * seg_len), dtype=torch.long,
+                                      device=accelerator.device)
+            hier = None
+            if pairs is not None:
+                hier = [tuple(r3.tokenize(x)[:seg_len] for x in triple)
+                        for triple in pairs.sample(rng, cfg.hier_batch_size)]
+            with accelerator.accumulate(objective):
+                losses = objective(windows, m, hier, m)
+                accelerator.backward(losses["total"])
+                optimizer.step()
+                optimizer.zero_grad()
+            for key, val in losses.items():
+                stats[key] = stats.get(key, 0.0) + float(val.detach()) / cfg.grad_accum
+        elapsed += time.perf_counter() - t0
+        row = {"step": step + 1, "seg_len": seg_len, "m": m, "elapsed_s": round(elapsed, 1),
+               "step_s": round(time.perf_counter() - t0, 2), **{k: round(v, 4) for k, v in stats.items()}}
+        logfile.write(json.dumps(row) + "\n")
+        logfile.flush()
+        log(json.dumps(row))
+        done = step + 1
+        if done % cfg.save_every == 0 or done == cfg.steps:
+            save_state(out / "state", net, optimizer, done, {"elapsed_s": elapsed, "config": cfg.to_json()})
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            net.eval()
+            record = {"step": done, "val": True, "elapsed_s": round(elapsed, 1),
+                      **validate(net, val_corpus, cfg)}
+            net.train()
+            logfile.write(json.dumps(record) + "\n")
+            logfile.flush()
+            log(json.dumps(record))
+            r3.save_checkpoint(out / "checkpoint", info={"step": done, "train_seconds": round(elapsed),
+                                                         "val": record})
+            plot_curves(out / "log.jsonl", out / "loss_curve.png")
+    logfile.close()
+    if not math.isfinite(record.get("rec_nll_r4", 0.0)):
+        log("warning: validation loss is not finite")
+    return record
