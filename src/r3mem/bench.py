@@ -23,7 +23,7 @@ def time_gguf_load() -> float:
     return time.perf_counter() - t0
 
 
-def run_bench(tokens: int = 1024, expand_segments: int = 2, ratio: float = 4, gguf: bool = True,
+def run_bench(tokens: int = 1024, ratio: float = 4, gguf: bool = True,
               model: str | None = None, checkpoint: str | None = None) -> dict:
     """Measure one configuration; every figure is what this process saw, nothing estimated."""
     result: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads",
@@ -41,12 +41,11 @@ def run_bench(tokens: int = 1024, expand_segments: int = 2, ratio: float = 4, gg
     memory = r3.compress(text, ratio=ratio)
     seconds = time.perf_counter() - t0
     result.update(compress_tokens=memory.source_tokens, compress_tok_s=memory.source_tokens / seconds)
-    n = min(expand_segments, len(memory))
+    # one call over the whole memory, as `r3mem expand` does: segments are generated in batches
     t0 = time.perf_counter()
-    for i in range(n):
-        r3.expand_ids(memory, segment=i)
+    r3.expand_ids(memory)
     seconds = time.perf_counter() - t0
-    expanded = sum(memory.token_counts[:n])
+    expanded = memory.source_tokens
     result.update(expand_tokens=expanded, expand_tok_s=expanded / seconds)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result

@@ -97,7 +97,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from r3mem.bench import format_table, run_bench
 
-    result = run_bench(tokens=args.tokens, expand_segments=args.expand_segments, ratio=args.ratio,
+    result = run_bench(tokens=args.tokens, ratio=args.ratio,
                        gguf=not args.skip_gguf, model=args.model, checkpoint=args.checkpoint)
     print(format_table(result))
     if args.json:
@@ -155,8 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="throughput, peak RSS and load times")
-    p.add_argument("--tokens", type=int, default=1024, help="tokens to compress")
-    p.add_argument("--expand-segments", type=int, default=2, help="segments to expand")
+    p.add_argument("--tokens", type=int, default=1024, help="tokens to compress, then expand")
     p.add_argument("--ratio", type=float, default=4)
     p.add_argument("--skip-gguf", action="store_true", help="skip timing the GGUF first load")
     p.add_argument("--json", help="also write the figures to this JSON file")
