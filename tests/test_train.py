@@ -5,12 +5,12 @@ import json
 
 import pytest
 import torch
+from tests.conftest import CORPUS, TINY_MEMORY, tiny_base
 
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
 from r3mem.train.config import TrainConfig
 from r3mem.train.loop import schedule, train
-from tests.conftest import CORPUS, TINY_MEMORY, tiny_base
 
 
 @pytest.fixture
@@ -81,3 +81,14 @@ def test_config_rejects_bad_fields(tmp_path):
     with pytest.raises(InvalidInput, match="not valid TOML"):
         TrainConfig.from_toml(bad)
     assert dataclasses.replace(TrainConfig(), steps=5).steps == 5
+
+
+def test_resume_without_optimizer_moments_continues(tmp_path, data, monkeypatch):
+    monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
+    train(_config(tmp_path, data, steps=2), _fresh(), log=lambda _: None)
+    (tmp_path / "run" / "state" / "optimizer.safetensors").unlink()
+    said: list[str] = []
+    train(_config(tmp_path, data, steps=3), _fresh(), log=said.append)
+    assert any("moments restart" in line for line in said)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if not r.get("val")] == [1, 2, 3]

@@ -55,9 +55,17 @@ def save_state(path: Path, net, optimizer, step: int, info: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_state(path: Path, net, optimizer) -> dict:
+def load_state(path: Path, net, optimizer, log=print) -> dict:
+    """Restore weights, step and (when present) the AdamW moments.
+
+    The moments are three times the adapters' size, so a run carried between machines
+    in git may leave them out; resuming then restarts them and says so (not exact).
+    """
     net.load_trainable_state(load_file(str(path / "weights.safetensors")))
     meta = json.loads((path / "trainer.json").read_text())
+    if not (path / "optimizer.safetensors").is_file():
+        log(f"warning: {path / 'optimizer.safetensors'} missing: optimizer moments restart from zero")
+        return meta
     flat = load_file(str(path / "optimizer.safetensors"))
     state: dict[int, dict] = {}
     for key, val in flat.items():
@@ -84,7 +92,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     optimizer = _optimizer(net, cfg)
     start, elapsed = 0, 0.0
     if (out / "state" / "trainer.json").is_file():
-        meta = load_state(out / "state", net, optimizer)
+        meta = load_state(out / "state", net, optimizer, log)
         start, elapsed = meta["step"], meta.get("elapsed_s", 0.0)
         log(f"resumed from step {start}")
     train_texts, val_texts = load_texts(Path(cfg.data_dir), cfg.val_books)
