@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def _load(args: argparse.Namespace):
     # promise of one stderr line per error.
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    # PEFT calls a transformers property that v5 deprecates; it is not the user's concern.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
     return R3Mem.load(model=args.model, checkpoint=args.checkpoint, device=args.device)
 
@@ -88,9 +91,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
     from r3mem.demo import run_demo
 
-    run_demo(_load(args), ratio=args.ratio)
+    t0 = time.perf_counter()
+    r3 = _load(args)
+    run_demo(r3, ratio=args.ratio, load_s=time.perf_counter() - t0)
     return 0
 
 

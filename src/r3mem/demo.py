@@ -25,11 +25,14 @@ def _side_by_side(left: str, right: str, width: int = 48) -> str:
     return "\n".join(r for r in rows if r.strip(" |"))
 
 
-def run_demo(r3: R3Mem | None = None, ratio: float = 4, say=print) -> dict:
-    """Compress, save, reload and expand the passage; print figures; return them."""
+def run_demo(r3: R3Mem | None = None, ratio: float = 4, say=print, load_s: float | None = None) -> dict:
+    """Compress, save, reload and expand the passage; print figures; return them.
+
+    `load_s` is the caller's model-load time when it loaded `r3` itself.
+    """
     t0 = time.perf_counter()
     r3 = r3 or R3Mem.load()
-    load_s = time.perf_counter() - t0
+    load_s = load_s if load_s is not None else time.perf_counter() - t0
     text = demo_passage()
     say(f"model: {r3.base.name}   checkpoint: {r3.checkpoint_fingerprint}   load: {load_s:.2f} s")
     if not r3.trained:
