@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from r3mem.errors import InvalidInput, R3MemError
@@ -177,13 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="torch device (Accelerate picks one when launched by it)")
     p.set_defaults(func=cmd_train)
 
-    for name, register in _EXTRA_COMMANDS:
-        register(sub.add_parser(name, help=f"{name} (see `r3mem {name} -h`)"))
+    from r3mem.eval import cli as eval_cli
+
+    p = sub.add_parser("eval", help="evaluation harness: reconstruct, perplexity, qa, locomo, cost")
+    eval_cli.register(p)
+    p.set_defaults(func=lambda a: eval_cli.run(a, _load))
     return parser
-
-
-# Later subsystems (train, eval, store) register their commands here.
-_EXTRA_COMMANDS: list[tuple[str, Callable[[argparse.ArgumentParser], None]]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

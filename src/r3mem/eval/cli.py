@@ -1,0 +1,48 @@
+"""`r3mem eval SUBCOMMAND`: each subcommand is a module with `add_arguments`, `run`, `plot`.
+
+A module's `run(args, r3)` returns an `EvalResult`; this file loads the model once,
+prints the table and writes `--json` / `--plot`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from r3mem.eval.common import format_table, run_info, write_outputs
+
+# subcommand -> (module, default data path relative to shared/data, help)
+SUBCOMMANDS = {
+    "reconstruct": ("r3mem.eval.reconstruct", "books/pg174.txt", "reconstruction fidelity vs ratio"),
+    "perplexity": ("r3mem.eval.perplexity", "books/pg174.txt", "long-context perplexity with memory"),
+    "qa": ("r3mem.eval.qa", "qa/squad_v1.1_dev_part_a.json", "question answering over memory"),
+    "locomo": ("r3mem.eval.locomo", "locomo/locomo_dev.json", "conversational memory (LoCoMo)"),
+    "cost": ("r3mem.eval.cost", "books/pg174.txt", "bytes per token, throughput, peak RSS"),
+}
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="eval_task", required=True)
+    for name, (module_name, default_data, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(eval_module=module_name, eval_default_data=default_data)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue  # not built yet: the subcommand is listed but refuses to run
+        module.add_arguments(p)
+
+
+def run(args: argparse.Namespace, load) -> int:
+    from r3mem.errors import R3MemError
+
+    try:
+        module = importlib.import_module(args.eval_module)
+    except ModuleNotFoundError as exc:
+        raise R3MemError(f"eval {args.eval_task} is not available in this build") from exc
+    r3 = load(args)
+    result = module.run(args, r3)
+    result.extra.setdefault("run", run_info())
+    print(format_table(result.rows))
+    write_outputs(result, args.json, args.plot, getattr(module, "plot", None))
+    return 0
