@@ -194,11 +194,14 @@ class MemoryNetwork(nn.Module):
         target_mask: Tensor | None = None,
         marker: str = "segment",
         keep_logits: bool = False,
+        score_from: int = 0,
     ) -> ReadStats:
         """-log p(target | memory, marker) under the expand adapter (teacher forcing).
 
         memory (B, m, d) may have m = 0 (no memory). Logits are computed only at
         target positions: over a 49k vocabulary they dominate the cost otherwise.
+        `score_from` skips the first target tokens in the loss (they are still read), so
+        methods that cannot predict a segment's first token are compared on the same tokens.
         """
         batch, m, _ = memory.shape
         x = self._read_inputs(memory, marker, self.embed(target_ids[:, :-1]))  # (B, m+T, d)
@@ -207,7 +210,8 @@ class MemoryNetwork(nn.Module):
             mask = torch.cat([target_mask.new_ones(batch, m + 1), target_mask[:, :-1]], 1)
         with self.adapter("expand"):
             hidden = self._hidden(x, mask)[:, m:]  # (B, T, d): position i predicts token i
-        return self.token_nll(hidden, target_ids, target_mask, keep_logits)
+        scored_mask = None if target_mask is None else target_mask[:, score_from:]
+        return self.token_nll(hidden[:, score_from:], target_ids[:, score_from:], scored_mask, keep_logits)
 
     def token_nll(
         self, hidden: Tensor, target_ids: Tensor, target_mask: Tensor | None, keep_logits: bool = False
