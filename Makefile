@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench results clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/r3mem bench --json bench.json
+
+# every evaluation with bounded --limit (about 30 minutes on a 2-core CPU) -> docs/results.md
+results: $(STAMP)
+	$(PY) -m r3mem.eval.report --out docs/results
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,81 @@
+"""`make results`: run every evaluation with a bounded `--limit`, then write docs/results.md.
+
+The commands live here, once: the page prints each command beside its table, so
+every published figure names what produced it, on which machine, on which date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from r3mem.eval.common import format_table
+
+# Sized to finish in about 30 minutes on a 2-core CPU.
+COMMANDS = {
+    "reconstruct": "eval reconstruct --limit 8 --ratios 2,4,8,16",
+    "perplexity": "eval perplexity --limit 3 --history 512,1024,2048,all",
+    "qa": "eval qa --limit 16",
+    "locomo": "eval locomo --conversations 1 --limit 16",
+    "cost": "eval cost --limit 2048 --ratios 4,8",
+}
+
+
+def run_all(out: Path, tasks: list[str]) -> dict[str, float]:
+    """Run each task's command into out/NAME.json and out/NAME.png; return wall seconds."""
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = {}
+    for name in tasks:
+        argv = [sys.executable, "-m", "r3mem.cli", *shlex.split(COMMANDS[name]),
+                "--json", str(out / f"{name}.json"), "--plot", str(out / f"{name}.png")]
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True)
+        seconds[name] = time.perf_counter() - t0
+    return seconds
+
+
+def render(out: Path, seconds: dict[str, float]) -> str:
+    lines = ["# r3mem results", "",
+             "Regenerate with `make results` (runs `python -m r3mem.eval.report`). Each table comes from the "
+             "JSON beside it in `docs/results/`; the checkpoint column says which weights were measured "
+             "(`untrained-seed0` means no trained checkpoint was loaded).", ""]
+    for name in COMMANDS:
+        path = out / f"{name}.json"
+        if not path.is_file():
+            continue
+        result = json.loads(path.read_text())
+        run = result.get("run", {})
+        lines += [f"## {name}", "",
+                  f"- command: `r3mem {COMMANDS[name]}`",
+                  f"- data: `{Path(result['data']).name}`; model: {result['model']}; "
+                  f"checkpoint: `{result['checkpoint']}`",
+                  f"- machine: {run.get('machine', '?')}, {run.get('threads', '?')} threads, torch "
+                  f"{run.get('torch', '?')}; date: {run.get('date', '?')}"
+                  + (f"; wall time {seconds[name]:.0f} s" if name in seconds else ""), "",
+                  "```", format_table(result["rows"]), "```", ""]
+        if (out / f"{name}.png").is_file():
+            lines += [f"![{name}](results/{name}.png)", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="docs/results")
+    parser.add_argument("--tasks", default=",".join(COMMANDS))
+    parser.add_argument("--render-only", action="store_true", help="rebuild the page from existing JSON")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    seconds = {} if args.render_only else run_all(out, args.tasks.split(","))
+    page = out.parent / "results.md"
+    page.write_text(render(out, seconds))
+    print(f"wrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

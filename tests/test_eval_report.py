@@ -1,0 +1,26 @@
+"""The results page names the command, machine and date beside every table."""
+
+import json
+
+from r3mem.eval import report
+
+
+def test_render_from_json(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    result = {"task": "cost", "data": "/x/books/pg174.txt", "checkpoint": "untrained-seed0", "model": "M",
+              "rows": [{"method": "raw_utf8", "bytes_per_token": 4.25}],
+              "run": {"machine": "x86_64", "threads": 2, "torch": "2.13.0", "date": "2026-11-23 19:40 UTC"}}
+    (out / "cost.json").write_text(json.dumps(result))
+    (out / "cost.png").write_bytes(b"png")
+    page = report.render(out, {"cost": 12.0})
+    assert f"`r3mem {report.COMMANDS['cost']}`" in page
+    assert "raw_utf8" in page and "4.25" in page and "2026-11-23 19:40 UTC" in page and "wall time 12 s" in page
+    assert "![cost](results/cost.png)" in page
+    assert "## qa" not in page  # tasks without results are left out, not invented
+
+
+def test_main_render_only(tmp_path):
+    (tmp_path / "results").mkdir()
+    assert report.main(["--out", str(tmp_path / "results"), "--render-only"]) == 0
+    assert (tmp_path / "results.md").read_text().startswith("# r3mem results")
