@@ -1,6 +1,7 @@
 """The trainer on the tiny model: it learns, and a stopped run resumes exactly."""
 
 import dataclasses
+from pathlib import Path
 import json
 
 import pytest
@@ -92,3 +93,9 @@ def test_resume_without_optimizer_moments_continues(tmp_path, data, monkeypatch)
     assert any("moments restart" in line for line in said)
     rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if not r.get("val")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")))
+def test_shipped_configs_parse(path):
+    cfg = TrainConfig.from_toml(path)
+    assert cfg.out_dir.startswith("runs/") and cfg.w_rec > 0
