@@ -1,8 +1,8 @@
 """The trainer on the tiny model: it learns, and a stopped run resumes exactly."""
 
 import dataclasses
-from pathlib import Path
 import json
+from pathlib import Path
 
 import pytest
 import torch
