@@ -4,11 +4,11 @@ import json
 import math
 
 import pytest
+from tests.conftest import CORPUS
 
 from r3mem import cli
 from r3mem.errors import InvalidInput
 from r3mem.eval import perplexity
-from tests.conftest import CORPUS
 
 
 @pytest.fixture

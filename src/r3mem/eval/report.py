@@ -21,7 +21,7 @@ COMMANDS = {
     "reconstruct": "eval reconstruct --limit 8 --ratios 2,4,8,16",
     "perplexity": "eval perplexity --limit 3 --history 512,1024,2048,all",
     "qa": "eval qa --limit 16",
-    "locomo": "eval locomo --conversations 1 --limit 16",
+    "locomo": "eval locomo --conversations 1 --limit 8",
     "cost": "eval cost --limit 2048 --ratios 4,8",
 }
 

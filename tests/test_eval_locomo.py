@@ -1,0 +1,142 @@
+"""`r3mem eval locomo` on the tiny model: fresh stores per conversation, recall@k, scoring."""
+
+import json
+
+import pytest
+import torch
+
+import r3mem.cli
+from r3mem.cli import main
+from r3mem.eval import locomo, reader
+from r3mem.eval.retrievers import bm25, dense
+
+
+def conversation(sample_id, a, b, lines, qa):
+    sessions = {}
+    for n, session in enumerate(lines, start=1):
+        sessions[f"session_{n}_date_time"] = f"1:00 pm on {n} May, 2023"
+        sessions[f"session_{n}"] = [{"speaker": (a, b)[i % 2], "dia_id": f"D{n}:{i + 1}", "text": t}
+                                    for i, t in enumerate(session)]
+    return {"sample_id": sample_id, "conversation": {"speaker_a": a, "speaker_b": b, **sessions}, "qa": qa}
+
+
+CONV_A = conversation("conv-a", "Alice", "Bob", [
+    ["I bought fresh zucchini at the market.", "Nice, I went hiking in the Alps last week.",
+     "The zucchini was for a soup.", "That sounds fun."],
+    ["My sister visits on Friday.", "Tell her I said hello."],
+], [
+    {"question": "Where did Alice buy zucchini?", "answer": "market", "evidence": ["D1:1", "D1:3"], "category": 1},
+    {"question": "Where did Bob go hiking?", "answer": "the Alps", "evidence": ["D1:2"], "category": 2},
+    {"question": "What did Alice say about her brother?", "adversarial_answer": "a secret",
+     "evidence": [], "category": 5},
+])
+CONV_B = conversation("conv-b", "Carol", "Dave", [
+    ["I adopted a puppy named Rex.", "Rex is a lovely name.", "We walk by the river daily.", "Sounds relaxing."],
+], [
+    {"question": "What is the puppy called?", "answer": "Rex", "evidence": ["D1:1"], "category": 1},
+    {"question": "Where do they walk?", "answer": 7, "evidence": ["D1:3; D1:4"], "category": 3},
+])
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "locomo.json"
+    path.write_text(json.dumps([CONV_A, CONV_B]))
+    return path
+
+
+@pytest.fixture
+def calls(monkeypatch, tiny):
+    """The tiny model, a recording fake reader (right iff the gold is in its context), BM25 for dense."""
+    monkeypatch.setattr(r3mem.cli, "_load", lambda args: tiny)
+    gold = {q["question"]: str(q.get("answer", q.get("adversarial_answer"))) for c in (CONV_A, CONV_B)
+            for q in c["qa"]}
+    log = []
+
+    def from_text(r3, context, question, **kw):
+        log.append((question, context))
+        return gold[question] if gold[question] in context else "nothing"
+
+    monkeypatch.setattr(reader, "answer_from_text", from_text)
+    monkeypatch.setattr(dense, "DenseRetriever", bm25.BM25Retriever)
+    return log
+
+
+def run_locomo(data, tmp_path, *extra):
+    out = tmp_path / "locomo.json.out"
+    assert main(["eval", "locomo", "--data", str(data), "--json", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def row(result, method, category):
+    return next(r for r in result["rows"] if r["method"] == method and r["category"] == category)
+
+
+def test_records_are_dated_turns():
+    records = locomo.turns(CONV_A)
+    assert [r.dia_id for r in records] == ["D1:1", "D1:2", "D1:3", "D1:4", "D2:1", "D2:2"]
+    assert records[4].text == "[1:00 pm on 2 May, 2023] Alice: My sister visits on Friday."
+    assert locomo.questions(CONV_B, None)[1].evidence == ["D1:3", "D1:4"]  # "D1:3; D1:4" split
+    assert locomo.questions(CONV_A, None)[2].answer == "a secret"  # adversarial answer when no answer
+
+
+def test_stores_never_cross_conversations(data, tmp_path, calls):
+    run_locomo(data, tmp_path, "--top-k", "3")
+    own = {q["question"]: {t.text for t in locomo.turns(c)} for c in (CONV_A, CONV_B) for q in c["qa"]}
+    methods = ("r3mem", "bm25", "dense", "full_context", "no_memory")
+    assert len(calls) == 5 * len(methods)
+    for question, context in calls:
+        assert not context or set(context.split("\n")) <= own[question]
+    r3mem_contexts = calls[:5]  # r3mem runs first: top-3 of its own conversation, in time order
+    assert all(len(c.split("\n")) == 3 for _, c in r3mem_contexts)
+    full = calls[15:20]
+    assert [c for _, c in full] == ["\n".join(t.text for t in locomo.turns(c)) for c in (CONV_A,) * 3 + (CONV_B,) * 2]
+    assert all(c == "" for _, c in calls[20:])  # no_memory
+
+
+def test_recall_at_k_and_f1_by_hand(data, tmp_path, calls):
+    result = run_locomo(data, tmp_path, "--methods", "bm25", "--top-k", "1", "--conversations", "1")
+    # "Where did Alice buy zucchini?": BM25 top-1 is D1:1 or D1:3 (both say zucchini): 1 of 2 evidence ids.
+    assert row(result, "bm25", 1)["recall_at_k"] == 0.5
+    assert row(result, "bm25", 2)["recall_at_k"] == 1.0  # "hiking" + "Alps": D1:2
+    assert row(result, "bm25", 5)["recall_at_k"] is None  # no evidence: left out
+    assert row(result, "bm25", "all")["recall_at_k"] == 0.75
+    assert row(result, "bm25", 2)["f1"] == 1.0  # the gold "the Alps" was in the recalled turn
+    assert row(result, "bm25", "all")["n"] == 3
+    assert [r["category"] for r in result["rows"]] == [1, 2, 5, "all"]
+
+
+def test_rows_fields_limit_and_plot(data, tmp_path, calls):
+    plot = tmp_path / "locomo.png"
+    result = run_locomo(data, tmp_path, "--limit", "1", "--methods", "r3mem,full_context", "--plot", str(plot))
+    assert list(result["rows"][0]) == ["method", "category", "recall_at_k", "f1", "context_tokens", "add_ms_p50",
+                                       "add_ms_p95", "recall_ms_p50", "recall_ms_p95", "n"]
+    r3 = row(result, "r3mem", "all")
+    assert r3["n"] == 2 and r3["add_ms_p95"] >= r3["add_ms_p50"] > 0 and r3["recall_ms_p50"] > 0
+    full = row(result, "full_context", "all")
+    assert full["recall_at_k"] is None and full["add_ms_p50"] is None and full["context_tokens"] > 0
+    assert result["conversations"] == ["conv-a", "conv-b"]
+    assert plot.stat().st_size > 1000
+
+
+def test_r3mem_recall_scores_match_single_reads(tiny, monkeypatch):
+    monkeypatch.setattr(locomo, "_SCORE_BATCH", 2)  # 5 records: batches of 2, 2, 1
+    store = locomo.R3MemStore(tiny, ratio=4)
+    texts = [t.text for t in locomo.turns(CONV_A)][:5]
+    for text in texts:
+        store.add(text)
+    assert store.memories[0].shape == (tiny.config.memory_tokens_for(4), tiny.network.hidden_size)
+    query = "Where did Alice buy zucchini?"
+    ids = torch.tensor([tiny.tokenize(query)])
+    single = [float(tiny.network.read(mem.float().unsqueeze(0), ids, marker="continue").loss) for mem in store.memories]
+    assert store.nll(query) == pytest.approx(single, rel=1e-4)
+    hits = store.search(query, 3)
+    assert [i for i, _ in hits] == sorted(range(5), key=lambda i: single[i])[:3]
+
+
+def test_bad_input_is_refused(tmp_path, calls, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a list"}')
+    assert main(["eval", "locomo", "--data", str(bad)]) == 2
+    assert "not LoCoMo" in capsys.readouterr().err
+    assert main(["eval", "locomo", "--data", str(tmp_path / "missing.json")]) == 2
