@@ -1,0 +1,202 @@
+"""`r3mem eval reconstruct`: how much of a segment comes back from memory, per compression ratio.
+
+r3mem compresses each segment on its own into k = segment_len // ratio memory vectors and
+expands it; the baselines get the same budget of k tokens (`truncate`: the first k; `prune`:
+the k most surprising, refilled by the base LM). Every method is scored against the same
+source segment, so the rows differ only in what the budget was spent on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from statistics import fmean
+
+import torch
+from tqdm.auto import tqdm
+
+from r3mem.entities import RuleEntityExtractor
+from r3mem.errors import InvalidInput
+from r3mem.eval import metrics
+from r3mem.eval.common import EvalResult, add_common_arguments, require_path
+from r3mem.memory_file import Memory
+
+METRICS = ("token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity", "entity_recall")
+METHODS = ("r3mem", "truncate", "prune")
+
+
+def parse_list(text: str) -> list[float | int]:
+    """"2,4,8" -> [2, 4, 8]; integral values stay ints so rows and plots read cleanly."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from exc
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"need one or more positive numbers, got {text!r}")
+    return [int(v) if v.is_integer() else v for v in values]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser, "books/pg174.txt")
+    parser.set_defaults(limit=16)
+    parser.add_argument("--segment-len", type=int,
+                        help="tokens per segment, at most the checkpoint's (default: the checkpoint's, 128)")
+    parser.add_argument("--ratios", type=parse_list, default=[2, 4, 8, 16], help="comma-separated (default 2,4,8,16)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+
+
+# -- data ---------------------------------------------------------------------------------
+def read_text(path: Path) -> str:
+    """UTF-8 (BOM dropped), else Latin-1, which decodes any byte; CRLF becomes LF."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    return text.replace("\r\n", "\n")
+
+
+def read_texts(path: str) -> list[str]:
+    """One text per file: the file itself, or every `*.txt` under a directory, in name order."""
+    source = require_path(path)
+    files = sorted(p for p in source.rglob("*.txt") if p.is_file()) if source.is_dir() else [source]
+    if not files:
+        raise InvalidInput(f"no .txt files under {source}")
+    return [read_text(f) for f in files]
+
+
+def cut_segments(r3, texts: list[str], segment_len: int, limit: int | None) -> list[list[int]]:
+    """The first `limit` full segments of `segment_len` tokens, file by file.
+
+    Only full segments are kept, so every segment is compressed at exactly the stated ratio.
+    """
+    out: list[list[int]] = []
+    for text in texts:
+        ids = r3.tokenize(text)
+        for start in range(0, len(ids) - segment_len + 1, segment_len):
+            if limit is not None and len(out) >= limit:
+                return out
+            out.append(ids[start : start + segment_len])
+    return out
+
+
+# -- scoring ------------------------------------------------------------------------------
+def score(ref_ids: list[int], ref_text: str, hyp_ids: list[int], hyp_text: str, entities: list[str]) -> dict:
+    return {
+        "token_accuracy": metrics.token_accuracy(ref_ids, hyp_ids),
+        "exact_match": metrics.exact_match(ref_text, hyp_text),
+        "bleu4": metrics.bleu4(ref_text, hyp_text),
+        "rougeL": metrics.rouge_l(ref_text, hyp_text),
+        "char_similarity": metrics.char_similarity(ref_text, hyp_text),
+        "entity_recall": metrics.entity_recall(entities, hyp_text),
+    }
+
+
+def average(method: str, ratio, scores: list[dict]) -> dict:
+    return {"method": method, "ratio": ratio, **{m: fmean(s[m] for s in scores) for m in METRICS}, "n": len(scores)}
+
+
+# -- methods ------------------------------------------------------------------------------
+def r3mem_scores(r3, segments: list[list[int]], k: int, entities: list[list[str]], desc: str) -> list[dict]:
+    """Compress each segment alone into exactly k vectors, then expand all of them in batches.
+
+    A segment's detokenised text may re-tokenise differently, so the reference ids are those
+    of the text that was compressed. The per-segment memories are stacked into one `Memory`
+    only so that `expand_ids` can batch them; each snapshot still stands for its segment alone.
+    """
+    texts = [r3.detokenize(seg) for seg in segments]
+    ratio = r3.config.segment_len / k  # exactly k vectors, also when segments are shorter than the checkpoint's
+    memories = [r3.compress(t, ratio=ratio) for t in tqdm(texts, desc=f"{desc} compress", leave=False)]
+    stacked = Memory(torch.cat([m.snapshots for m in memories]), [c for m in memories for c in m.token_counts],
+                     memories[0].segment_len, memories[0].model_fingerprint, memories[0].checkpoint_fingerprint)
+    parts = iter(r3.expand_ids(stacked, progress=True))
+    out = []
+    for text, memory, ents in zip(texts, memories, entities, strict=True):
+        hyp = [t for _ in range(len(memory)) for t in next(parts)]
+        out.append(score(r3.tokenize(text), text, hyp, r3.detokenize(hyp), ents))
+    return out
+
+
+def baseline_scores(r3, module, segments: list[list[int]], k: int, entities: list[list[str]], desc: str) -> list[dict]:
+    """The baseline stores `module.compress(...)` (k tokens) and rebuilds from that alone."""
+    out = []
+    for seg, ents in zip(tqdm(segments, desc=desc, leave=False), entities, strict=True):
+        kept = module.compress(r3, seg, k)
+        hyp = module.expand(r3, kept, len(seg))
+        out.append(score(seg, r3.detokenize(seg), hyp, r3.detokenize(hyp), ents))
+    return out
+
+
+def check_budget(r3, segment_len: int, ratios: list) -> dict:
+    """ratio -> k, refusing what the checkpoint cannot serve before any model work starts."""
+    if not 1 <= segment_len <= r3.config.segment_len:
+        raise InvalidInput(f"--segment-len must be in 1..{r3.config.segment_len} (the checkpoint's segment "
+                           f"length), got {segment_len}")
+    budget = {}
+    for ratio in ratios:
+        k = int(segment_len // ratio)
+        if not 1 <= k <= r3.config.max_memory_tokens:
+            raise InvalidInput(f"ratio {ratio} gives {k} memory tokens for {segment_len}-token segments; "
+                               f"this checkpoint serves 1..{r3.config.max_memory_tokens}")
+        budget[ratio] = k
+    return budget
+
+
+def parse_methods(text: str) -> list[str]:
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        named = ", ".join(unknown) or "(none given)"
+        raise InvalidInput(f"unknown method(s) {named}; choose from {', '.join(METHODS)}")
+    return methods
+
+
+def run(args: argparse.Namespace, r3) -> EvalResult:
+    torch.manual_seed(args.seed)
+    segment_len = args.segment_len or r3.config.segment_len
+    methods = parse_methods(getattr(args, "methods", ",".join(METHODS)))
+    budget = check_budget(r3, segment_len, args.ratios)
+    segments = cut_segments(r3, read_texts(args.data), segment_len, args.limit)
+    if not segments:
+        raise InvalidInput(f"{args.data} holds no full segment of {segment_len} tokens")
+    extractor = RuleEntityExtractor()
+    entities = [[e.text for e in extractor.extract(r3.detokenize(seg))] for seg in segments]
+    rows = []
+    for method in methods:
+        for ratio, k in budget.items():
+            desc = f"{method} x{ratio}"
+            if method == "r3mem":
+                scores = r3mem_scores(r3, segments, k, entities, desc)
+            else:
+                module = importlib.import_module(f"r3mem.eval.baselines.{method}")
+                scores = baseline_scores(r3, module, segments, k, entities, desc)
+            rows.append(average(method, ratio, scores))
+    return EvalResult(task="reconstruct", data=str(args.data), checkpoint=r3.checkpoint_fingerprint,
+                      model=r3.base.name, rows=rows,
+                      extra={"segment_len": segment_len, "segments": len(segments), "trained": r3.trained,
+                             "budget_tokens": {str(r): k for r, k in budget.items()}})
+
+
+def plot(result: EvalResult, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("token_accuracy", "bleu4"), strict=True):
+        for method in dict.fromkeys(r["method"] for r in result.rows):
+            rows = [r for r in result.rows if r["method"] == method]
+            ax.plot([r["ratio"] for r in rows], [r[metric] for r in rows], marker="o", label=method)
+        ratios = sorted({r["ratio"] for r in result.rows})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+        ax.minorticks_off()
+        ax.set_xlabel("ratio (segment tokens / stored vectors or tokens)")
+        ax.set_ylabel(metric)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    trained = "" if result.extra.get("trained", True) else " (untrained checkpoint)"
+    fig.suptitle(f"Reconstruction vs ratio, {result.model}{trained}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,123 @@
+"""`r3mem eval reconstruct` on the tiny model: JSON shape, metric ranges, hand-checkable baselines."""
+
+import json
+import math
+
+import pytest
+import torch
+from tests.conftest import CORPUS
+
+import r3mem.cli
+from r3mem.errors import InvalidInput
+from r3mem.eval import reconstruct
+from r3mem.eval.baselines import prune, truncate
+
+RATIOS = [2, 4, 8, 16]
+SEG = 16  # the tiny fixture's segment_len
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_bytes(CORPUS[:1500].replace("\n", "\r\n").encode())
+    return path
+
+
+def run_cli(monkeypatch, tiny, *args):
+    monkeypatch.setattr(r3mem.cli, "_load", lambda _args: tiny)
+    return r3mem.cli.main(["eval", "reconstruct", *args])
+
+
+def test_json_rows_and_plot(monkeypatch, tiny, tmp_path, text_file, capsys):
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    code = run_cli(monkeypatch, tiny, "--data", str(text_file), "--segment-len", str(SEG), "--ratios", "2,4,8,16",
+                   "--limit", "3", "--json", str(out), "--plot", str(png))
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert {"task", "data", "checkpoint", "model", "rows"} <= set(result)
+    assert result["task"] == "reconstruct" and result["data"] == str(text_file)
+    assert result["model"] == "tiny-llama" and result["checkpoint"] == tiny.checkpoint_fingerprint
+    assert [(r["method"], r["ratio"]) for r in result["rows"]] == [
+        (m, r) for m in ("r3mem", "truncate", "prune") for r in RATIOS]
+    fields = ["method", "ratio", "token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity",
+              "entity_recall", "n"]
+    for row in result["rows"]:
+        assert list(row) == fields and row["n"] == 3
+        assert all(0.0 <= row[m] <= 1.0 for m in reconstruct.METRICS)
+    for row in (r for r in result["rows"] if r["method"] == "truncate"):  # full segments: exactly k / L
+        assert row["token_accuracy"] == (SEG // row["ratio"]) / SEG
+    assert png.stat().st_size > 1024
+    assert "truncate" in capsys.readouterr().out
+
+
+def test_segment_len_longer_than_checkpoint_is_refused(monkeypatch, tiny, text_file, capsys):
+    assert run_cli(monkeypatch, tiny, "--data", str(text_file), "--segment-len", "32") == 2
+    assert "segment-len" in capsys.readouterr().err
+
+
+def test_shorter_segments_get_exactly_k_vectors(monkeypatch, tiny, text_file):
+    seen = []
+    real_compress = tiny.compress
+    monkeypatch.setattr(tiny, "compress", lambda text, ratio: seen.append(real_compress(text, ratio)) or seen[-1])
+    args = reconstruct.argparse.Namespace(data=str(text_file), segment_len=8, ratios=[2, 4], limit=2, seed=0,
+                                          methods="r3mem")
+    result = reconstruct.run(args, tiny)
+    assert [m.memory_tokens for m in seen] == [4, 4, 2, 2]
+    assert [r["ratio"] for r in result.rows] == [2, 4] and result.extra["segment_len"] == 8
+
+
+def test_baselines_see_only_their_k_tokens(monkeypatch, tiny):
+    """No leak: a baseline's reconstruction is built from the k stored tokens and the length alone."""
+    seen = []
+    for module in (truncate, prune):
+        monkeypatch.setattr(module, "expand", lambda r3, kept, n, m=module: seen.append((m.NAME, list(kept), n))
+                            or list(kept))
+    segment = tiny.tokenize(CORPUS)[:SEG]
+    reconstruct.baseline_scores(tiny, truncate, [segment], 4, [[]], "t")
+    reconstruct.baseline_scores(tiny, prune, [segment], 4, [[]], "p")
+    assert seen[0] == ("truncate", segment[:4], SEG)
+    assert seen[1][0] == "prune" and len(seen[1][1]) == 4 and seen[1][2] == SEG
+
+
+def test_truncate_keeps_the_prefix():
+    assert truncate.compress(None, list(range(10)), 3) == [0, 1, 2]
+    assert truncate.expand(None, [0, 1, 2], 10) == [0, 1, 2]
+
+
+def test_prune_selects_the_k_most_surprising_in_order():
+    ids = [10, 11, 12, 13, 14]
+    probs = [0.5, 0.01, 0.9, 0.1, 0.01]  # surprisal -ln p: 0.69, 4.61, 0.11, 2.30, 4.61
+
+    def fake_scorer(r3, seq):
+        assert list(seq) == ids
+        return [-math.log(p) for p in probs]
+
+    assert prune.select([-math.log(p) for p in probs], 2) == [1, 4]  # tie broken by position
+    assert prune.compress(None, ids, 3, scorer=fake_scorer) == [11, 13, 14]
+    assert prune.compress(None, ids, 0, scorer=fake_scorer) == []
+    assert prune.compress(None, ids, 9, scorer=fake_scorer) == ids
+
+
+def test_prune_surprisals_from_logits():
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.2, 0.7]]))
+    assert prune.surprisals(logits, [0, 2]) == pytest.approx([math.log(2), -math.log(0.7)])
+
+
+def test_prune_keeps_exactly_k_on_the_model(tiny):
+    ids = tiny.tokenize(CORPUS)[:SEG]
+    scores = prune.score_tokens(tiny, ids)
+    assert len(scores) == SEG and all(s >= 0 for s in scores)
+    for k in (1, 2, 4, 8):
+        kept = prune.compress(tiny, ids, k)
+        assert len(kept) == k and kept == [ids[i] for i in prune.select(scores, k)]
+    restored = prune.expand(tiny, prune.compress(tiny, ids, 4), SEG)
+    assert len(restored) <= SEG
+
+
+def test_reading_text(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b.txt").write_bytes("caf\xe9\r\n".encode("latin-1"))
+    (tmp_path / "d" / "a.txt").write_bytes("\ufeffcafé\r\nok".encode())
+    assert reconstruct.read_texts(str(tmp_path / "d")) == ["café\nok", "café\n"]
+    with pytest.raises(InvalidInput):
+        reconstruct.read_texts(str(tmp_path / "missing.txt"))
