@@ -63,3 +63,15 @@ def test_resave_keeps_other_files(tiny, tmp_path):
     tiny.save_checkpoint(tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "MODEL_CARD.md").read_text() == "card"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_half_precision_checkpoint_is_smaller_and_close(tiny, tmp_path):
+    _perturb(tiny)
+    tiny.save_checkpoint(tmp_path / "full")
+    tiny.save_checkpoint(tmp_path / "half", half=True)
+    full, half = (tmp_path / p / "weights.safetensors" for p in ("full", "half"))
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded = R3Mem.from_base(tiny_base(), tmp_path / "half", device="cpu")
+    a, b = tiny.network.trainable_state(), loaded.network.trainable_state()
+    assert all(b[k].dtype == torch.float32 for k in b)
+    assert all(torch.allclose(a[k], b[k], rtol=1e-2, atol=1e-3) for k in a)

@@ -92,9 +92,13 @@ class R3Mem:
     def device(self) -> torch.device:
         return self.network.initial_memory.device
 
-    def save_checkpoint(self, path: str | Path, info: dict | None = None) -> str:
+    def save_checkpoint(self, path: str | Path, info: dict | None = None, half: bool = False) -> str:
+        """Write the trainable state; `half` stores fp16 (half the size, for shipping in git)."""
+        state = self.network.trainable_state()
+        if half:
+            state = {k: v.to(torch.float16) for k, v in state.items()}
         self.checkpoint_fingerprint = save_checkpoint(
-            path, self.config, self.network.trainable_state(), self.base.name, self.base.fingerprint, info
+            path, self.config, state, self.base.name, self.base.fingerprint, info
         )
         return self.checkpoint_fingerprint
 

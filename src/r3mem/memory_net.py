@@ -277,11 +277,11 @@ class MemoryNetwork(nn.Module):
                                       f"expected {tuple(expected[key].shape)}")
         for name in ADAPTERS:
             prefix = f"adapter.{name}."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            sub = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}
             set_peft_model_state_dict(self.lm, sub, adapter_name=name)
         with torch.no_grad():
             for name in _MEMORY_PARAMS:
                 getattr(self, name).copy_(state[name])
             self.projection.load_state_dict(
-                {k[len("projection."):]: v for k, v in state.items() if k.startswith("projection.")}
+                {k[len("projection."):]: v.float() for k, v in state.items() if k.startswith("projection.")}
             )
