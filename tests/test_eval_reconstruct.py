@@ -40,10 +40,11 @@ def test_json_rows_and_plot(monkeypatch, tiny, tmp_path, text_file, capsys):
     assert [(r["method"], r["ratio"]) for r in result["rows"]] == [
         (m, r) for m in ("r3mem", "truncate", "prune") for r in RATIOS]
     fields = ["method", "ratio", "token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity",
-              "entity_recall", "n"]
+              "entity_recall", "entities", "n"]
     for row in result["rows"]:
         assert list(row) == fields and row["n"] == 3
         assert all(0.0 <= row[m] <= 1.0 for m in reconstruct.METRICS)
+        assert row["entity_recall"] is None if row["entities"] == 0 else 0.0 <= row["entity_recall"] <= 1.0
     for row in (r for r in result["rows"] if r["method"] == "truncate"):  # full segments: exactly k / L
         assert row["token_accuracy"] == (SEG // row["ratio"]) / SEG
     assert png.stat().st_size > 1024
@@ -121,3 +122,11 @@ def test_reading_text(tmp_path):
     assert reconstruct.read_texts(str(tmp_path / "d")) == ["café\nok", "café\n"]
     with pytest.raises(InvalidInput):
         reconstruct.read_texts(str(tmp_path / "missing.txt"))
+
+
+def test_entity_recall_is_pooled_not_averaged():
+    with_entities = {"entity_hits": 1, "entity_total": 4}
+    without = {"entity_hits": 0, "entity_total": 0}
+    rest = dict.fromkeys(reconstruct.METRICS, 0.0)
+    row = reconstruct.average("m", 4, [{**rest, **with_entities}, {**rest, **without}])
+    assert row["entity_recall"] == 0.25 and row["entities"] == 4  # a per-segment mean would say 0.625

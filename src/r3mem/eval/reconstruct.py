@@ -22,7 +22,8 @@ from r3mem.eval import metrics
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
 from r3mem.memory_file import Memory
 
-METRICS = ("token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity", "entity_recall")
+# averaged per segment; entity recall is pooled instead (see `average`)
+METRICS = ("token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity")
 METHODS = ("r3mem", "truncate", "prune")
 
 
@@ -83,18 +84,25 @@ def cut_segments(r3, texts: list[str], segment_len: int, limit: int | None) -> l
 
 # -- scoring ------------------------------------------------------------------------------
 def score(ref_ids: list[int], ref_text: str, hyp_ids: list[int], hyp_text: str, entities: list[str]) -> dict:
+    hits, total = metrics.entity_hits(entities, hyp_text)
     return {
+        "entity_hits": hits,
+        "entity_total": total,
         "token_accuracy": metrics.token_accuracy(ref_ids, hyp_ids),
         "exact_match": metrics.exact_match(ref_text, hyp_text),
         "bleu4": metrics.bleu4(ref_text, hyp_text),
         "rougeL": metrics.rouge_l(ref_text, hyp_text),
         "char_similarity": metrics.char_similarity(ref_text, hyp_text),
-        "entity_recall": metrics.entity_recall(entities, hyp_text),
     }
 
 
 def average(method: str, ratio, scores: list[dict]) -> dict:
-    return {"method": method, "ratio": ratio, **{m: fmean(s[m] for s in scores) for m in METRICS}, "n": len(scores)}
+    """Per-segment means, except entity recall: hits over all source entities, pooled, so a
+    segment without entities does not count as a perfect recall (None when there are none)."""
+    hits, total = sum(s["entity_hits"] for s in scores), sum(s["entity_total"] for s in scores)
+    means = {m: fmean(s[m] for s in scores) for m in METRICS}
+    return {"method": method, "ratio": ratio, **means, "entity_recall": hits / total if total else None,
+            "entities": total, "n": len(scores)}
 
 
 # -- methods ------------------------------------------------------------------------------
