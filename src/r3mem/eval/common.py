@@ -56,9 +56,16 @@ def require_path(path: str) -> Path:
 
 def run_info() -> dict[str, Any]:
     """Where and when a result was measured, stored with it."""
+    import os
+
     import torch
 
-    return {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    cpu = platform.processor()
+    if Path("/proc/cpuinfo").is_file():
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"machine": f"{platform.machine()} {cpu}, {os.cpu_count()} cores".strip(),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
