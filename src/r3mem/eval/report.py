@@ -36,6 +36,9 @@ def run_all(out: Path, tasks: list[str]) -> dict[str, float]:
         t0 = time.perf_counter()
         subprocess.run(argv, check=True)
         seconds[name] = time.perf_counter() - t0
+        result = json.loads((out / f"{name}.json").read_text())
+        result["wall_s"] = round(seconds[name])  # kept with the result, so a later partial rerun keeps it
+        (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     return seconds
 
 
@@ -50,13 +53,14 @@ def render(out: Path, seconds: dict[str, float]) -> str:
             continue
         result = json.loads(path.read_text())
         run = result.get("run", {})
+        wall = seconds.get(name, result.get("wall_s"))
         lines += [f"## {name}", "",
                   f"- command: `r3mem {COMMANDS[name]}`",
                   f"- data: `{Path(result['data']).name}`; model: {result['model']}; "
                   f"checkpoint: `{result['checkpoint']}`",
                   f"- machine: {run.get('machine', '?')}, {run.get('threads', '?')} threads, torch "
                   f"{run.get('torch', '?')}; date: {run.get('date', '?')}"
-                  + (f"; wall time {seconds[name]:.0f} s" if name in seconds else ""), "",
+                  + (f"; wall time {wall:.0f} s" if wall is not None else ""), "",
                   "```", format_table(result["rows"]), "```", ""]
         if (out / f"{name}.png").is_file():
             lines += [f"![{name}](results/{name}.png)", ""]
