@@ -22,3 +22,17 @@ def read_text_file(path: str | Path) -> str:
     if not text.strip():
         raise InvalidInput(f"nothing to compress: {source} is empty")
     return text
+
+
+def read_corpus_text(path: str | Path) -> str:
+    """A data set's text file as it is: UTF-8 (BOM dropped), else Latin-1, CRLF as LF.
+
+    Unlike `read_text_file` (user input, strict), corpora are read leniently: a few
+    Gutenberg files predate UTF-8, and Latin-1 decodes any byte.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    return text.replace("\r\n", "\n")

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
+from r3mem.textio import read_corpus_text
 
 TARGET_LEN = 128
 
@@ -35,14 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, default=1024, help="tokens between successive targets")
     if parser.get_default("limit") is None:
         parser.set_defaults(limit=4)
-
-
-def _read_book(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8").replace("\r\n", "\n")
-    except UnicodeDecodeError:
-        return data.decode("latin-1").replace("\r\n", "\n")
 
 
 @torch.no_grad()
@@ -78,7 +71,7 @@ def _targets(n_tokens: int, longest: int, stride: int, limit: int) -> list[int]:
 
 
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
-    ids = r3.tokenize(_read_book(require_path(args.data)))
+    ids = r3.tokenize(read_corpus_text(require_path(args.data)))
     m = r3.config.memory_tokens_for(args.ratio)
     lengths = [h.strip() for h in args.history.split(",") if h.strip()]
     numeric = [int(h) for h in lengths if h != "all"]

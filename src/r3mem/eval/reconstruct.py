@@ -21,6 +21,7 @@ from r3mem.errors import InvalidInput
 from r3mem.eval import metrics
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
 from r3mem.memory_file import Memory
+from r3mem.textio import read_corpus_text
 
 # averaged per segment; entity recall is pooled instead (see `average`)
 METRICS = ("token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity")
@@ -48,23 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- data ---------------------------------------------------------------------------------
-def read_text(path: Path) -> str:
-    """UTF-8 (BOM dropped), else Latin-1, which decodes any byte; CRLF becomes LF."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    return text.replace("\r\n", "\n")
-
-
 def read_texts(path: str) -> list[str]:
     """One text per file: the file itself, or every `*.txt` under a directory, in name order."""
     source = require_path(path)
     files = sorted(p for p in source.rglob("*.txt") if p.is_file()) if source.is_dir() else [source]
     if not files:
         raise InvalidInput(f"no .txt files under {source}")
-    return [read_text(f) for f in files]
+    return [read_corpus_text(f) for f in files]
 
 
 def cut_segments(r3, texts: list[str], segment_len: int, limit: int | None) -> list[list[int]]:

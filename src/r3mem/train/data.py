@@ -15,16 +15,7 @@ import numpy as np
 
 from r3mem.errors import InvalidInput
 from r3mem.hierarchy import build_tree, context_query_pairs
-
-
-def _read(path: Path) -> str:
-    """UTF-8, or Latin-1 for the few Gutenberg files that predate UTF-8 (read as they are)."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    return text.replace("\r\n", "\n")
+from r3mem.textio import read_corpus_text
 
 
 def load_texts(data_dir: Path, val_books: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -33,10 +24,10 @@ def load_texts(data_dir: Path, val_books: tuple[str, ...]) -> tuple[list[str], l
         raise InvalidInput(f"training data directory not found: {data_dir}")
     train, val = [], []
     for book in sorted((data_dir / "books").glob("*.txt")):
-        (val if book.name in val_books else train).append(_read(book))
+        (val if book.name in val_books else train).append(read_corpus_text(book))
     wiki = data_dir / "wikitext" / "wiki.valid.tokens"
     if wiki.is_file():
-        train.append(_read(wiki))
+        train.append(read_corpus_text(wiki))
     squad = data_dir / "qa" / "squad_v1.1_dev_part_a.json"
     if squad.is_file():
         articles = json.loads(squad.read_text())["data"]
