@@ -11,21 +11,21 @@ import importlib
 
 from r3mem.eval.common import format_table, run_info, write_outputs
 
-# subcommand -> (module, default data path relative to shared/data, help)
+# subcommand -> (module, help); each module declares its own default data in add_arguments
 SUBCOMMANDS = {
-    "reconstruct": ("r3mem.eval.reconstruct", "books/pg174.txt", "reconstruction fidelity vs ratio"),
-    "perplexity": ("r3mem.eval.perplexity", "books/pg174.txt", "long-context perplexity with memory"),
-    "qa": ("r3mem.eval.qa", "qa/squad_v1.1_dev_part_a.json", "question answering over memory"),
-    "locomo": ("r3mem.eval.locomo", "locomo/locomo_dev.json", "conversational memory (LoCoMo)"),
-    "cost": ("r3mem.eval.cost", "books/pg174.txt", "bytes per token, throughput, peak RSS"),
+    "reconstruct": ("r3mem.eval.reconstruct", "reconstruction fidelity vs ratio"),
+    "perplexity": ("r3mem.eval.perplexity", "long-context perplexity with memory"),
+    "qa": ("r3mem.eval.qa", "question answering over memory"),
+    "locomo": ("r3mem.eval.locomo", "conversational memory (LoCoMo)"),
+    "cost": ("r3mem.eval.cost", "bytes per token, throughput, peak RSS"),
 }
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="eval_task", required=True)
-    for name, (module_name, default_data, help_text) in SUBCOMMANDS.items():
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text)
-        p.set_defaults(eval_module=module_name, eval_default_data=default_data)
+        p.set_defaults(eval_module=module_name)
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError:
