@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench results clean
+.PHONY: install demo test lint bench results clean postgres-start postgres-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/r3mem demo
 
+# a real PostgreSQL on 127.0.0.1 (installed from Debian's packages when missing), so the Postgres
+# tests run rather than skip; the URL is assigned on its own so that a failed start fails the target
 test: $(STAMP)
-	$(PY) -m pytest -q
+	url=$$(scripts/postgres-test-server.sh start) && \
+	R3MEM_TEST_POSTGRES_URL="$$url" R3MEM_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
+
+# the test server stays up between runs (restarting costs a second); these manage it by hand
+postgres-start:
+	scripts/postgres-test-server.sh start
+
+postgres-stop:
+	scripts/postgres-test-server.sh stop
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests

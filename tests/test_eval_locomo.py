@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import r3mem.cli
+from r3mem import reader
 from r3mem.cli import main
-from r3mem.eval import locomo, reader
+from r3mem.eval import locomo
 from r3mem.eval.retrievers import bm25, dense
 
 

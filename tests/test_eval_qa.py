@@ -5,9 +5,9 @@ import json
 import pytest
 
 import r3mem.cli
+from r3mem import reader
 from r3mem.cli import main
 from r3mem.eval import qa as qa_eval
-from r3mem.eval import reader
 from r3mem.eval.retrievers import bm25, dense
 
 PARAGRAPHS = [

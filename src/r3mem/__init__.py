@@ -19,6 +19,11 @@ _EXPORTS = {
     "CheckpointError": "r3mem.errors",
     "CheckpointMismatch": "r3mem.errors",
     "MemoryFileError": "r3mem.errors",
+    "RecordNotFound": "r3mem.errors",
+    "StoreError": "r3mem.errors",
+    "AccessDenied": "r3mem.errors",
+    "MemoryStore": "r3mem.store",
+    "Namespace": "r3mem.store",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -41,3 +41,21 @@ class MemoryFileError(R3MemError, ValueError):
     """A `.r3m` memory file is missing, truncated, corrupt or of an unknown format."""
 
     exit_code = 4
+
+
+class RecordNotFound(R3MemError, LookupError):
+    """No record with that id in the caller's namespace (another namespace's records are invisible)."""
+
+    exit_code = 6
+
+
+class StoreError(R3MemError, RuntimeError):
+    """The memory store cannot be opened or written: bad URL, unreachable server, disk full, corrupt row."""
+
+    exit_code = 7
+
+
+class AccessDenied(R3MemError, PermissionError):
+    """An API key is missing, unknown, or not allowed the namespace it asked for."""
+
+    exit_code = 8

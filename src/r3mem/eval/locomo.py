@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from r3mem import reader
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
-from r3mem.eval import reader
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
 from r3mem.eval.metrics import percentile, recall_at_k, squad_f1
 from r3mem.eval.qa import READER_WINDOW, parse_methods

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from r3mem import reader
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
-from r3mem.eval import reader
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
 from r3mem.eval.metrics import percentile, squad_exact_match, squad_f1
 from r3mem.hierarchy import split_sentences

@@ -1,0 +1,116 @@
+"""`StoreBackend`: the contract every storage backend keeps.
+
+The store (`MemoryStore`) owns the model and the meaning of records; a backend only
+keeps rows. Every backend promises:
+
+- Each write method is one transaction: after it returns, every record it names is
+  durable and intact; if it raises, nothing of it is visible (no half-written record).
+- Every change to a record (add, update, delete) appends an `Event` in the same
+  transaction, so `history` is a complete audit trail, and events outlive their record.
+- Reads take a namespace filter and never return rows outside it.
+- `generation()` changes whenever any record changes, so callers may cache derived
+  data (the key matrix) and know when it is stale, even across processes and replicas.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from r3mem.store.namespace import Namespace
+from r3mem.store.record import Record
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a record's audit trail."""
+
+    seq: int
+    record_id: str
+    op: str  # add | update | delete | import
+    at: float
+    namespace: Namespace
+    detail: dict
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A service key: only its hash is stored; `scope` is the widest namespace it may touch."""
+
+    key_hash: str
+    scope: Namespace
+    label: str
+
+
+class StoreBackend(ABC):
+    """Rows of records, events and API keys; see the module docstring for the contract."""
+
+    url: str
+
+    @abstractmethod
+    def insert(self, records: list[Record], op: str = "add") -> None:
+        """Add new records (ids must be unused) with one `op` event each."""
+
+    @abstractmethod
+    def get(self, record_id: str, namespace: Namespace) -> Record | None:
+        """The record with that id if it lies inside `namespace`, else None."""
+
+    @abstractmethod
+    def find(self, namespace: Namespace, level: str | None = None, limit: int | None = None,
+             offset: int = 0) -> list[Record]:
+        """Records inside `namespace` (optionally of one level), oldest first."""
+
+    @abstractmethod
+    def fetch(self, ids: list[str], namespace: Namespace) -> list[Record]:
+        """The records with these ids inside `namespace`, in the order of `ids` (missing ones skipped)."""
+
+    @abstractmethod
+    def keys(self, namespace: Namespace, level: str | None = None) -> tuple[list[str], np.ndarray]:
+        """Ids and (N, d) float32 retrieval keys of the records inside `namespace`."""
+
+    @abstractmethod
+    def texts(self, namespace: Namespace, level: str | None = None) -> tuple[list[str], list[str]]:
+        """Ids and stored texts of the records inside `namespace` that kept their text."""
+
+    @abstractmethod
+    def replace(self, record: Record, detail: dict, descendants: list[Record] | None = None) -> None:
+        """Overwrite an existing record (same id) and log an `update` event with `detail`.
+
+        With `descendants`, the record's old subtree is deleted and these records take its
+        place, in the same transaction (a re-written text gets a new hierarchy).
+        """
+
+    @abstractmethod
+    def delete(self, record_id: str, namespace: Namespace) -> list[str]:
+        """Delete the record and its descendants inside `namespace`; return the deleted ids."""
+
+    @abstractmethod
+    def delete_all(self, namespace: Namespace) -> int:
+        """Delete every record inside `namespace`; return how many."""
+
+    @abstractmethod
+    def history(self, record_id: str, namespace: Namespace) -> list[Event]:
+        """Events of that record inside `namespace`, oldest first (also after deletion)."""
+
+    @abstractmethod
+    def count_foreign(self, namespace: Namespace, model_fingerprint: str, checkpoint_fingerprint: str) -> int:
+        """How many records inside `namespace` another base model or checkpoint made."""
+
+    @abstractmethod
+    def stats(self, namespace: Namespace) -> dict:
+        """Record counts per level, bytes of memory and text, checkpoints seen."""
+
+    @abstractmethod
+    def generation(self) -> int:
+        """A number that changes on every committed record change."""
+
+    @abstractmethod
+    def add_api_key(self, key: ApiKey) -> None: ...
+
+    @abstractmethod
+    def api_key(self, key_hash: str) -> ApiKey | None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,140 @@
+"""Turning text into records: the hierarchy, batched compression and retrieval keys.
+
+A document becomes a tree of units (document -> paragraphs -> sentences -> entities);
+a unit whose text equals its parent's is skipped, its children moving up, so a
+one-sentence note is one record, not four copies of itself. Messages become turns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from r3mem.api import R3Mem
+from r3mem.errors import InvalidInput
+from r3mem.hierarchy import build_tree
+from r3mem.memory_file import Memory
+from r3mem.store.namespace import Namespace
+from r3mem.store.record import Record, encode_key, encode_memory, new_id
+
+_BATCH = 16  # single-segment units compressed together in one padded forward pass
+ROLES = ("user", "assistant", "system", "tool")
+
+
+@dataclass(frozen=True)
+class Unit:
+    level: str
+    text: str
+    parent: int | None  # index of the parent unit in the same list
+    extra: dict
+
+
+def document_units(text: str, levels: tuple[str, ...]) -> list[Unit]:
+    """Pre-order units of `text` at the requested levels, deduplicated against their parents."""
+    units: list[Unit] = []
+
+    def visit(node, parent: int | None, parent_text: str | None) -> None:
+        here = parent
+        if node.level in levels and node.text.strip() and node.text != parent_text:
+            units.append(Unit(node.level, node.text, parent, {}))
+            here = len(units) - 1
+        for child in node.children:
+            visit(child, here, node.text if here != parent else parent_text)
+        if node.level == "sentence" and "entity" in levels:
+            for entity in node.entities:
+                units.append(Unit("entity", entity.text, here, {"kind": entity.kind}))
+
+    visit(build_tree(text), None, None)
+    return units
+
+
+def message_units(messages: list) -> list[Unit]:
+    """One `turn` unit per message `{role, content}`; the text keeps the role, as a reader needs it."""
+    if not isinstance(messages, list) or not messages:
+        raise InvalidInput("messages must be a non-empty list of {role, content} objects")
+    units = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise InvalidInput(f"message {i} must be an object with a string 'content'")
+        role = message.get("role", "user")
+        if role not in ROLES:
+            raise InvalidInput(f"message {i}: role must be one of {', '.join(ROLES)}, got {role!r}")
+        if not message["content"].strip():
+            raise InvalidInput(f"message {i} is empty")
+        units.append(Unit("turn", f"{role}: {message['content']}", None, {"role": role}))
+    return units
+
+
+class RecordEncoder:
+    """Compresses units with one `R3Mem` at one ratio and derives their retrieval keys."""
+
+    def __init__(self, r3: R3Mem, ratio: float = 4, memory_dtype: str = "float16") -> None:
+        self.r3, self.ratio, self.memory_dtype = r3, ratio, memory_dtype
+        self.m = r3.config.memory_tokens_for(ratio)
+
+    @torch.no_grad()
+    def memories(self, texts: list[str]) -> list[Memory]:
+        """One `Memory` per text; texts that fit one segment share padded forward passes."""
+        out: list[Memory | None] = [None] * len(texts)
+        token_ids = [self.r3.tokenize(t) for t in texts]
+        short = [i for i, ids in enumerate(token_ids) if 0 < len(ids) <= self.r3.config.segment_len]
+        for start in range(0, len(short), _BATCH):
+            batch = short[start : start + _BATCH]
+            width = max(len(token_ids[i]) for i in batch)
+            ids = torch.zeros(len(batch), width, dtype=torch.long)
+            mask = torch.zeros(len(batch), width, dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
+                mask[row, : len(token_ids[i])] = 1
+            net = self.r3.network
+            snaps = net.write(net.initial(len(batch), self.m), ids.to(self.r3.device), mask.to(self.r3.device))
+            for row, i in enumerate(batch):
+                out[i] = self._memory(snaps[row : row + 1].to(torch.float16).cpu(), [len(token_ids[i])])
+        for i, text in enumerate(texts):
+            if out[i] is None:
+                out[i] = self.r3.compress(text, ratio=self.ratio)  # long or empty: the recurrent path
+        return out  # type: ignore[return-value]
+
+    def _memory(self, snapshots: torch.Tensor, token_counts: list[int]) -> Memory:
+        return Memory(snapshots=snapshots, token_counts=token_counts, segment_len=self.r3.config.segment_len,
+                      model_fingerprint=self.r3.base.fingerprint,
+                      checkpoint_fingerprint=self.r3.checkpoint_fingerprint, model_name=self.r3.base.name)
+
+    @staticmethod
+    def key_of(snapshots: torch.Tensor) -> np.ndarray:
+        """The retrieval key: the last snapshot's memory vectors, averaged and unit-normalised.
+
+        It is read off the memory itself, so the key costs nothing beyond compression and a
+        query is keyed the same way (compress it, average); recall refines the shortlist it
+        gives by query likelihood under each memory.
+        """
+        vector = snapshots[-1].float().mean(0).numpy()
+        return vector / max(float(np.linalg.norm(vector)), 1e-8)
+
+    def query_key(self, query: str) -> np.ndarray:
+        return self.key_of(self.memories([query])[0].snapshots)
+
+    def records(self, units: list[Unit], namespace: Namespace, metadata: dict, store_text: bool) -> list[Record]:
+        """Compress every unit and wrap it as a record; parents precede children."""
+        memories = self.memories([u.text for u in units])
+        ids = [new_id() for _ in units]
+        return [
+            Record(
+                id=ids[i], namespace=namespace, level=unit.level,
+                parent_id=None if unit.parent is None else ids[unit.parent],
+                memory=encode_memory(mem.snapshots, self.memory_dtype), memory_dtype=self.memory_dtype,
+                memory_shape=tuple(mem.snapshots.shape), segment_tokens=list(mem.token_counts),
+                key=encode_key(self.key_of(mem.snapshots)), text=unit.text if store_text else None,
+                metadata={**metadata, **unit.extra}, model_fingerprint=mem.model_fingerprint,
+                checkpoint_fingerprint=mem.checkpoint_fingerprint,
+            )
+            for i, (unit, mem) in enumerate(zip(units, memories, strict=True))
+        ]
+
+    def as_memory(self, record: Record) -> Memory:
+        """A record's memory as a `Memory` the model can expand (checksums verified)."""
+        return Memory(snapshots=record.memory_tensor(), token_counts=list(record.segment_tokens),
+                      segment_len=self.r3.config.segment_len, model_fingerprint=record.model_fingerprint,
+                      checkpoint_fingerprint=record.checkpoint_fingerprint)

@@ -1,0 +1,278 @@
+"""`MemoryStore`: persistent, namespaced, reversible memory (mem0's surface, r3mem underneath).
+
+Every operation takes one `Namespace`. Records outside it are invisible: a `get`,
+`delete` or `history` of another namespace's id raises `RecordNotFound`, exactly as
+for an id that never existed. The model is loaded only by operations that need it
+(add, recall, ask, update of text), so listing, deleting and exporting are quick.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from r3mem.api import R3Mem
+from r3mem.errors import CheckpointMismatch, InvalidInput, RecordNotFound
+from r3mem.store import archive
+from r3mem.store.backend import Event, StoreBackend
+from r3mem.store.encoder import RecordEncoder, Unit, document_units, message_units
+from r3mem.store.location import open_backend
+from r3mem.store.namespace import Namespace
+from r3mem.store.recall import (
+    EXACT_LIMIT,
+    SHORTLIST,
+    KeyCache,
+    bm25_ranking,
+    by_key,
+    check_method,
+    query_likelihood,
+    rrf,
+)
+from r3mem.store.record import LEVELS, Record
+
+DOCUMENT_LEVELS = ("document", "paragraph", "sentence", "entity")
+MAX_TEXT_CHARS = 200_000  # one add; longer histories go in several adds (or a file per document)
+MAX_METADATA_BYTES = 16_384
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One recalled record: its score, and its text as stored or as reconstructed from memory."""
+
+    record: Record
+    score: float
+    text: str
+    text_source: str  # "stored" | "reconstructed"
+
+    def as_dict(self) -> dict:
+        return {**self.record.summary(), "score": self.score, "text": self.text, "text_source": self.text_source}
+
+
+@dataclass(frozen=True)
+class Answer:
+    answer: str
+    record_ids: list[str]
+    hits: list[Hit]
+
+
+def _check_metadata(metadata: dict | None) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidInput("metadata must be a JSON object")
+    try:
+        size = len(json.dumps(metadata, ensure_ascii=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"metadata is not JSON-serialisable: {exc}") from exc
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}")
+    return metadata
+
+
+def _check_text(text: object, what: str = "text") -> str:
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} must be a string")
+    if not text.strip():
+        raise InvalidInput(f"{what} is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidInput(f"{what} has {len(text)} characters; the limit for one add is {MAX_TEXT_CHARS}")
+    if "\x00" in text:
+        raise InvalidInput(f"{what} contains NUL bytes: binary data is not text")
+    return text
+
+
+class MemoryStore:
+    """Add, recall, ask, get, update, delete, history, export, import and stats, per namespace."""
+
+    def __init__(self, backend: StoreBackend, model: R3Mem | Callable[[], R3Mem] | None = None,
+                 ratio: float = 4, memory_dtype: str = "float16") -> None:
+        self.backend = backend
+        self._model = model
+        self._encoder: RecordEncoder | None = None
+        self.ratio, self.memory_dtype = ratio, memory_dtype
+        self.keys = KeyCache(backend)
+
+    @classmethod
+    def open(cls, url: str | None = None, model: R3Mem | Callable[[], R3Mem] | None = None, **kwargs) -> MemoryStore:
+        """Open (creating if needed) the store at `url`; default: SQLite under `$R3MEM_HOME`."""
+        return cls(open_backend(url), model if model is not None else R3Mem.load, **kwargs)
+
+    @property
+    def encoder(self) -> RecordEncoder:
+        if self._encoder is None:
+            r3 = self._model() if callable(self._model) and not isinstance(self._model, R3Mem) else self._model
+            if r3 is None:
+                raise InvalidInput("this store was opened without a model; add, recall and ask need one")
+            self._encoder = RecordEncoder(r3, self.ratio, self.memory_dtype)
+        return self._encoder
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # -- writes ---------------------------------------------------------------------
+    def add(self, namespace: Namespace, text: str | None = None, messages: list | None = None,
+            metadata: dict | None = None, store_text: bool = True,
+            levels: tuple[str, ...] = DOCUMENT_LEVELS) -> list[Record]:
+        """Compress `text` (as a hierarchy) or `messages` (as turns) into records, atomically."""
+        metadata = _check_metadata(metadata)
+        if (text is None) == (messages is None):
+            raise InvalidInput("give exactly one of text or messages")
+        if text is not None:
+            bad = set(levels) - set(DOCUMENT_LEVELS)
+            if bad or not levels:
+                raise InvalidInput(f"levels must be a non-empty subset of {', '.join(DOCUMENT_LEVELS)}")
+            units = document_units(_check_text(text), tuple(levels))
+        else:
+            units = message_units(messages)
+            for unit in units:
+                _check_text(unit.text, "message")
+        records = self.encoder.records(units, namespace, metadata, store_text)
+        self.backend.insert(records)
+        return records
+
+    def update(self, record_id: str, namespace: Namespace, text: str | None = None,
+               metadata: dict | None = None) -> Record:
+        """Replace a record's text (re-compressed, with a new subtree) and/or its metadata."""
+        old = self.get(record_id, namespace)
+        if text is None and metadata is None:
+            raise InvalidInput("nothing to update: give text and/or metadata")
+        new_metadata = _check_metadata(metadata) if metadata is not None else old.metadata
+        detail: dict = {"metadata_before": old.metadata, "metadata_after": new_metadata}
+        descendants = None
+        if text is None:
+            new = old.changed(metadata=new_metadata)
+        else:
+            _check_text(text)
+            # a document gets a new hierarchy; any other record is one unit, and its old children go
+            units = document_units(text, DOCUMENT_LEVELS) if old.level == "document" \
+                else [Unit(old.level, text, None, {})]
+            fresh = self.encoder.records(units, namespace=old.namespace, metadata=new_metadata,
+                                         store_text=old.text is not None)
+            root, descendants = fresh[0], fresh[1:]
+            for child in descendants:
+                if child.parent_id == root.id:
+                    child.parent_id = old.id
+                    child.checksum = child.compute_checksum()
+            new = root.changed(id=old.id, level=old.level, parent_id=old.parent_id, created_at=old.created_at)
+            detail.update(text_before=old.text, text_after=new.text)
+        self.backend.replace(new, detail, descendants)
+        return new
+
+    def delete(self, record_id: str, namespace: Namespace) -> list[str]:
+        """Delete a record and everything under it; returns the deleted ids."""
+        ids = self.backend.delete(record_id, namespace)
+        if not ids:
+            raise RecordNotFound(f"no record {record_id} in {namespace}")
+        return ids
+
+    def delete_all(self, namespace: Namespace) -> int:
+        return self.backend.delete_all(namespace)
+
+    # -- reads ----------------------------------------------------------------------
+    def get(self, record_id: str, namespace: Namespace) -> Record:
+        record = self.backend.get(record_id, namespace) if isinstance(record_id, str) else None
+        if record is None:
+            raise RecordNotFound(f"no record {record_id} in {namespace}")
+        record.verify()
+        return record
+
+    def list(self, namespace: Namespace, level: str | None = None, limit: int = 100, offset: int = 0) -> list[Record]:
+        self._check_level(level)
+        return self.backend.find(namespace, level, limit, offset)
+
+    def history(self, record_id: str, namespace: Namespace) -> list[Event]:
+        events = self.backend.history(record_id, namespace)
+        if not events:
+            raise RecordNotFound(f"no record {record_id} in {namespace}")
+        return events
+
+    def stats(self, namespace: Namespace) -> dict:
+        return self.backend.stats(namespace)
+
+    def text_of(self, record: Record) -> tuple[str, str]:
+        """The record's stored text, else its reconstruction from memory alone."""
+        if record.text is not None:
+            return record.text, "stored"
+        return self.encoder.r3.expand(self.encoder.as_memory(record)), "reconstructed"
+
+    @staticmethod
+    def _check_level(level: str | None) -> None:
+        if level is not None and level not in LEVELS:
+            raise InvalidInput(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+
+    def recall(self, query: str, namespace: Namespace, top_k: int = 5, level: str | None = None,
+               method: str = "memory") -> list[Hit]:
+        """The `top_k` records inside `namespace` most relevant to `query`, best first."""
+        _check_text(query, "query")
+        self._check_level(level)
+        check_method(method)
+        if not isinstance(top_k, int) or not 1 <= top_k <= 100:
+            raise InvalidInput("top_k must be an integer from 1 to 100")
+        if method == "bm25":
+            ranked = bm25_ranking(self.backend, namespace, level, query, top_k)
+        else:
+            self._refuse_foreign(namespace)
+            ranked = self._rank_by_memory(query, namespace, level, top_k, exact=method != "key")
+            if method == "hybrid":
+                lexical = bm25_ranking(self.backend, namespace, level, query, SHORTLIST)
+                ranked = rrf([i for i, _ in ranked], [i for i, _ in lexical])[:top_k]
+        records = {r.id: r for r in self.backend.fetch([i for i, _ in ranked], namespace)}
+        hits = []
+        for record_id, score in ranked[:top_k]:
+            if record_id in records:
+                text, source = self.text_of(records[record_id])
+                hits.append(Hit(records[record_id], float(score), text, source))
+        return hits
+
+    def _refuse_foreign(self, namespace: Namespace) -> None:
+        r3 = self.encoder.r3
+        foreign = self.backend.count_foreign(namespace, r3.base.fingerprint, r3.checkpoint_fingerprint)
+        if foreign:
+            raise CheckpointMismatch(
+                f"{foreign} record(s) in {namespace} were made by another model or checkpoint than the loaded "
+                f"one ({r3.checkpoint_fingerprint}); load that checkpoint, or delete and re-add them"
+            )
+
+    def _rank_by_memory(self, query: str, namespace: Namespace, level: str | None, top_k: int,
+                        exact: bool) -> list[tuple[str, float]]:
+        ids, keys = self.keys.get(namespace, level)
+        if not ids:
+            return []
+        similarity = by_key(keys, self.encoder.query_key(query))
+        if not exact:
+            order = np.argsort(-similarity, kind="stable")[:top_k]
+            return [(ids[i], float(similarity[i])) for i in order]
+        order = np.argsort(-similarity, kind="stable")[: max(SHORTLIST, top_k)] if len(ids) > EXACT_LIMIT \
+            else np.arange(len(ids))
+        candidates = self.backend.fetch([ids[i] for i in order], namespace)
+        scores = query_likelihood(self.encoder, [r.memory_tensor()[-1] for r in candidates], query)
+        ranked = sorted(zip((r.id for r in candidates), scores, strict=True), key=lambda kv: -kv[1])
+        return ranked[: max(top_k, SHORTLIST)]
+
+    def ask(self, question: str, namespace: Namespace, top_k: int = 3, method: str = "memory") -> Answer:
+        """Answer from the default instruct model, reading the recalled records' texts."""
+        from r3mem.reader import answer_from_text
+
+        hits = self.recall(question, namespace, top_k=top_k, method=method)
+        context = "\n".join(hit.text for hit in hits)
+        answer = answer_from_text(self.encoder.r3, context, question)
+        return Answer(answer, [hit.record.id for hit in hits], hits)
+
+    # -- portability ----------------------------------------------------------------
+    def export(self, namespace: Namespace, path: str | Path) -> int:
+        """Write every record of `namespace` to a checksummed archive; returns the count."""
+        return archive.write(self.backend.find(namespace), namespace, Path(path))
+
+    def import_(self, path: str | Path, scope: Namespace | None = None) -> int:
+        """Add an archive's records (all or none); with `scope`, every record must lie inside it."""
+        records = archive.read(Path(path))
+        if scope is not None:
+            outside = [r.id for r in records if not scope.contains(r.namespace)]
+            if outside:
+                raise InvalidInput(f"{len(outside)} record(s) in the archive lie outside {scope}")
+        self.backend.insert(records, op="import")
+        return len(records)

@@ -1,0 +1,43 @@
+"""PostgreSQL backend (psycopg 3): one store shared by several service replicas.
+
+Each thread keeps one connection; a broken one (server restarted) is dropped and the
+next call reconnects, while the failed call reports StoreError and changed nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+from r3mem.errors import StoreError
+from r3mem.store.sql import Query, SQLBackend, schema
+
+_CONNECT_TIMEOUT_S = 10
+_SCHEMA_LOCK = 7_370_221  # advisory lock id: replicas starting together create the schema once
+
+
+class PostgresBackend(SQLBackend):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        with self._tx(write=True) as q:
+            q(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            for statement in schema(blob="BYTEA", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"):
+                q(statement)
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"cannot connect to {self.redacted_url}: {first}") from exc
+
+    @contextmanager
+    def _transaction(self, conn: psycopg.Connection, write: bool) -> Iterator[Query]:
+        # autocommit connection: this block is the one and only transaction boundary
+        with conn.transaction():
+            yield lambda sql, params=(): conn.execute(sql.replace("?", "%s"), params)
+
+    def _is_driver_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.Error)

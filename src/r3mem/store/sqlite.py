@@ -1,0 +1,56 @@
+"""Embedded SQLite backend: one file, WAL journal, every write one IMMEDIATE transaction.
+
+`synchronous=FULL` makes a commit durable before it returns, so a record the store
+acknowledged survives the process being killed (and the OS crashing) at any moment.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from r3mem.errors import StoreError
+from r3mem.store.sql import Query, SQLBackend, schema
+
+_BUSY_TIMEOUT_MS = 30_000  # concurrent writers queue on the file lock instead of failing
+
+
+class SQLiteBackend(SQLBackend):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        super().__init__(f"sqlite:///{self.path}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
+        with self._tx(write=True) as q:
+            for statement in schema(blob="BLOB", serial="INTEGER PRIMARY KEY AUTOINCREMENT"):
+                q(statement)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: transactions are begun and ended here, explicitly
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+        return conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection, write: bool) -> Iterator[Query]:
+        # IMMEDIATE takes the write lock up front: no deadlock upgrading a read lock
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield conn.execute
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.execute("COMMIT")
+
+    def _is_driver_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
