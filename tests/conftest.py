@@ -6,6 +6,8 @@ use SmolLM2-135M, which `make` installs.
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,44 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"shared data not found at {DATA}")
     return DATA
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("R3MEM_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("R3MEM_REQUIRE_POSTGRES"):
+            pytest.fail("R3MEM_REQUIRE_POSTGRES is set but R3MEM_TEST_POSTGRES_URL is not")
+        pytest.skip("no PostgreSQL: set R3MEM_TEST_POSTGRES_URL (`make test` starts one on loopback)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path: Path):
+    """A fresh, empty store URL: an SQLite file, or a PostgreSQL schema of its own per test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    import psycopg
+
+    url = _postgres_url()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {url} is not reachable: {exc}")
+    sep = "&" if "?" in url else "?"
+    yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def store(store_url: str, tiny: R3Mem):
+    """A `MemoryStore` on the tiny model over each backend."""
+    from r3mem.store import MemoryStore
+    from r3mem.store.location import open_backend
+
+    memory_store = MemoryStore(open_backend(store_url), tiny)
+    yield memory_store
+    memory_store.close()

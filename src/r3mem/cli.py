@@ -2,7 +2,8 @@
 
 Every `R3MemError` becomes one stderr line and the error's exit code:
 1 other r3mem error, 2 bad input or usage, 3 model not found,
-4 corrupt checkpoint or memory file, 5 checkpoint/memory made for another model.
+4 corrupt checkpoint or memory file, 5 checkpoint/memory made for another model,
+6 record not found (in this namespace), 7 store unavailable or corrupt, 8 access denied.
 """
 
 from __future__ import annotations
@@ -176,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="base model (default: SmolLM2-135M-Instruct)")
     p.add_argument("--device", help="torch device (Accelerate picks one when launched by it)")
     p.set_defaults(func=cmd_train)
+
+    from r3mem import store_cli
+
+    store_cli.register(sub, _load, _model_args)
 
     from r3mem.eval import cli as eval_cli
 

@@ -29,21 +29,40 @@ def _settings(r3: R3Mem, max_new_tokens: int) -> GenerationConfig:
                             pad_token_id=eos if eos is not None else 0)
 
 
+def _decode(r3: R3Mem, ids: list[int]) -> str:
+    """Generated text without special tokens: the end-of-turn token is not part of an answer."""
+    return r3.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
 def _first_line(text: str) -> str:
     return text.strip().split("\n")[0].strip()
 
 
 @torch.no_grad()
-def answer_from_text(r3: R3Mem, context: str, question: str, max_new_tokens: int = 24,
-                     max_context_tokens: int = 1536) -> str:
-    """The base model (adapters off) reads `context` (truncated from the left) and answers."""
+def _answer(r3: R3Mem, context: str, question: str, max_new_tokens: int, max_context_tokens: int) -> str:
     ctx_ids = r3.tokenize(context)[-max_context_tokens:] if context else []
     user = (f"Context:\n{r3.detokenize(ctx_ids)}\n\nQuestion: {question}" if ctx_ids else f"Question: {question}")
     ids = torch.tensor([_chat_ids(r3, user)], device=r3.device)
     with r3.network.adapter(None):
         out = r3.network.causal_lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                             generation_config=_settings(r3, max_new_tokens))
-    return _first_line(r3.detokenize(out[0, ids.shape[1]:].tolist()))
+    return _decode(r3, out[0, ids.shape[1]:].tolist())
+
+
+def answer_from_text(r3: R3Mem, context: str, question: str, max_new_tokens: int = 24,
+                     max_context_tokens: int = 1536) -> str:
+    """The base model (adapters off) reads `context` (truncated from the left) and answers."""
+    return _first_line(_answer(r3, context, question, max_new_tokens, max_context_tokens))
+
+
+def reply(r3: R3Mem, memories: str, message: str, max_new_tokens: int = 64) -> str:
+    """A chat reply: the QA prompt over recalled memories, whole rather than its first line.
+
+    A 135M model follows context placed beside the question more reliably than a persona
+    prompt (probed on four recall questions: answers held the fact in 4 of 4 this way,
+    2 of 4 with "assistant with memory of past conversations" as the system prompt).
+    """
+    return _answer(r3, memories, message, max_new_tokens, 1024).strip() or "(no reply)"
 
 
 @torch.no_grad()
@@ -61,4 +80,5 @@ def answer_from_memory(r3: R3Mem, memory: torch.Tensor, question: str, max_new_t
     with net.adapter("expand"):
         out = net.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask,
                                      generation_config=_settings(r3, max_new_tokens))
-    return _first_line(r3.detokenize(out[0].tolist()))
+    return _first_line(_decode(r3, out[0].tolist()))
+

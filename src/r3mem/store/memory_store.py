@@ -262,6 +262,16 @@ class MemoryStore:
         answer = answer_from_text(self.encoder.r3, context, question)
         return Answer(answer, [hit.record.id for hit in hits], hits)
 
+    def chat(self, message: str, namespace: Namespace, top_k: int = 3) -> Answer:
+        """One assistant turn that remembers: recall, reply, then store both turns."""
+        from r3mem.reader import reply
+
+        _check_text(message, "message")
+        hits = self.recall(message, namespace, top_k=top_k) if self.backend.find(namespace, limit=1) else []
+        answer = reply(self.encoder.r3, "\n".join(hit.text for hit in hits), message)
+        self.add(namespace, messages=[{"role": "user", "content": message}, {"role": "assistant", "content": answer}])
+        return Answer(answer, [hit.record.id for hit in hits], hits)
+
     # -- portability ----------------------------------------------------------------
     def export(self, namespace: Namespace, path: str | Path) -> int:
         """Write every record of `namespace` to a checksummed archive; returns the count."""

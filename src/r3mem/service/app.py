@@ -1,0 +1,63 @@
+"""`create_app(settings)`: the HTTP API as an app factory; nothing happens at import.
+
+The lifespan opens the store and loads the model once, on the model thread, before the
+first request; every request then shares that one instance through the `ModelWorker`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from r3mem import __version__
+from r3mem.service import errors
+from r3mem.service.limits import BodyLimit
+from r3mem.service.routes import health, router
+from r3mem.service.settings import Settings
+from r3mem.service.worker import ModelWorker
+from r3mem.store import MemoryStore
+
+IMPORT_PATH = "/v1/import"
+DESCRIPTION = """Persistent, namespaced, compressed memory for language models.
+
+Every `/v1` route needs an API key (`r3mem key create`), sent as `Authorization: Bearer <key>`
+or `X-API-Key: <key>`. A key may touch only the namespaces inside its scope: another
+namespace is 403, and a record id outside the request's namespace is 404, as for a missing id.
+Every error has the body `{"error": "<one line>"}`.
+"""
+
+
+def _open_store(settings: Settings) -> MemoryStore:
+    return MemoryStore.open(settings.store_url, model=settings.load_model, ratio=settings.ratio)
+
+
+def create_app(settings: Settings | None = None, store: MemoryStore | None = None) -> FastAPI:
+    """The app; with `store`, it serves that store (and leaves closing it to the caller)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        memory_store = store if store is not None else await run_in_threadpool(_open_store, settings)
+        worker = ModelWorker(settings.max_pending)
+        try:
+            # Load the model now (a bad model fails the start, not the first request), and on
+            # the thread that will run it.
+            await worker.run(lambda: memory_store.encoder)
+            app.state.store, app.state.worker = memory_store, worker
+            yield
+        finally:
+            worker.close()
+            if store is None:
+                memory_store.close()
+
+    app = FastAPI(title="r3mem", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes,
+                       larger={IMPORT_PATH: settings.max_import_bytes})
+    app.include_router(health)
+    app.include_router(router)
+    return app

@@ -1,0 +1,106 @@
+"""Every failure becomes one status code and a body `{"error": "<one line>"}`, here and only here.
+
+`STATUS` is the whole mapping from r3mem's error types to HTTP; the handlers for
+request validation, malformed JSON and Starlette's own HTTP errors give the same body
+shape, so a client needs exactly one way to read an error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from r3mem.errors import (
+    AccessDenied,
+    CheckpointMismatch,
+    InvalidInput,
+    MemoryFileError,
+    ModelNotFound,
+    R3MemError,
+    RecordNotFound,
+    StoreError,
+)
+
+log = logging.getLogger("r3mem.service")
+
+
+class NamespaceForbidden(AccessDenied):
+    """The key is valid, but the namespace asked for lies outside the key's scope."""
+
+
+class ServiceBusy(R3MemError, RuntimeError):
+    """Too many model calls are already waiting for the model; retry later."""
+
+
+# Most specific first: the first class an error is an instance of decides its status.
+STATUS: tuple[tuple[type[R3MemError], int], ...] = (
+    (NamespaceForbidden, 403),
+    (AccessDenied, 401),
+    (InvalidInput, 422),
+    (MemoryFileError, 422),
+    (RecordNotFound, 404),
+    (CheckpointMismatch, 409),
+    (ServiceBusy, 503),
+    (StoreError, 503),
+    (ModelNotFound, 503),
+)
+_RETRY_AFTER_S = "1"
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split()) or "error"
+
+
+def error_response(status: int, message: object, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": _one_line(message)}, status_code=status, headers=headers)
+
+
+async def r3mem_error(request: Request, exc: Exception) -> JSONResponse:
+    status = next((code for cls, code in STATUS if isinstance(exc, cls)), 500)
+    headers = None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif status == 503:
+        headers = {"Retry-After": _RETRY_AFTER_S}
+    if status == 500:
+        log.error("unmapped r3mem error on %s %s: %r", request.method, request.url.path, exc)
+    return error_response(status, exc, headers)
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """The first problem, as `field.path: message`; malformed JSON says so."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if not errors:
+        return error_response(422, "invalid request")
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error", "")
+        return error_response(422, f"the request body is not valid JSON: {detail}")
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path"))
+    message = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem(s))"
+    return error_response(422, message)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail, dict(exc.headers or {}) or None)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug, not a bad request: log it in full, tell the client nothing about the internals."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(R3MemError, r3mem_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

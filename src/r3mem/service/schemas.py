@@ -1,0 +1,164 @@
+"""Request and response bodies of the HTTP API; their field docs are the OpenAPI documentation.
+
+Shapes and types are checked here; meaning (empty text, NUL bytes, metadata size, a
+valid namespace) is checked once, by the store, so the API and the CLI refuse the same
+inputs with the same messages. Unknown fields are refused, so a misspelt option is an
+error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from r3mem.store.namespace import Namespace
+
+# The store's LEVELS, METHODS and ROLES, spelt out so OpenAPI lists them (a test keeps them in step).
+Level = Literal["document", "paragraph", "sentence", "entity", "turn"]
+Method = Literal["memory", "key", "bm25", "hybrid"]
+Role = Literal["user", "assistant", "system", "tool"]
+_ID_DOC = "1-128 letters, digits or _.@:+- starting with a letter or digit"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NamespaceIn(_Strict):
+    """Who the memory belongs to. Writes use it exactly; reads treat unset fields as wildcards."""
+
+    user: str | None = Field(None, max_length=128, description=f"user id: {_ID_DOC}")
+    agent: str | None = Field(None, max_length=128, description=f"agent id: {_ID_DOC}")
+    session: str | None = Field(None, max_length=128, description=f"session id: {_ID_DOC}")
+
+    def value(self) -> Namespace:
+        """The store's `Namespace`; raises InvalidInput when no field is set or one is malformed."""
+        return Namespace(user=self.user, agent=self.agent, session=self.session)
+
+
+class Message(_Strict):
+    role: Role = Field("user", description="who said it")
+    content: str = Field(description="what was said")
+
+
+class AddRequest(_Strict):
+    """Give exactly one of `text` (stored as a document hierarchy) or `messages` (one record per turn)."""
+
+    namespace: NamespaceIn
+    text: str | None = Field(None, description="a document: at most 200,000 characters, no NUL bytes")
+    messages: list[Message] | None = Field(None, description="a conversation, one record per message")
+    metadata: dict[str, Any] | None = Field(None, description="any JSON object, at most 16 KiB")
+    store_text: bool = Field(True, description="keep the text beside its memory; false keeps memory only "
+                                               "and recall reconstructs the text from it")
+
+
+class UpdateRequest(_Strict):
+    """Give `text` (re-compressed; a document gets a new hierarchy) and/or `metadata` (replaced whole)."""
+
+    namespace: NamespaceIn
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class RecallRequest(_Strict):
+    namespace: NamespaceIn
+    query: str = Field(description="what to look for")
+    top_k: int = Field(5, ge=1, le=100, description="how many records to return")
+    level: Level | None = Field(None, description="only records of this level")
+    method: Method = Field("memory", description="memory: query likelihood under each record's memory; key: "
+                                                  "key similarity only; bm25: lexical; hybrid: memory and bm25 fused")
+
+
+class AskRequest(_Strict):
+    namespace: NamespaceIn
+    question: str
+    top_k: int = Field(3, ge=1, le=100, description="how many recalled records the reader sees")
+    method: Method = "memory"
+
+
+class ExportRequest(_Strict):
+    namespace: NamespaceIn
+
+
+class RecordOut(BaseModel):
+    """A record without its tensors."""
+
+    id: str
+    user: str | None
+    agent: str | None
+    session: str | None
+    level: Level
+    parent_id: str | None = Field(description="the record this one was split from (a document's paragraph...)")
+    text: str | None = Field(description="null when the record was stored with store_text false")
+    metadata: dict[str, Any]
+    memory_dtype: str
+    memory_shape: list[int] = Field(description="(snapshots, memory tokens, hidden size)")
+    token_count: int = Field(description="tokens of text the memory stands for")
+    checkpoint: str = Field(description="fingerprint of the checkpoint that made the memory")
+    created_at: float = Field(description="Unix time")
+    updated_at: float = Field(description="Unix time")
+    checksum: str = Field(description="SHA-256 over everything the record holds")
+
+
+class HitOut(RecordOut):
+    score: float = Field(description="higher is more relevant; comparable only within one response")
+    text_source: Literal["stored", "reconstructed"] = Field(description="reconstructed: expanded from memory")
+
+
+class RecordsOut(BaseModel):
+    records: list[RecordOut]
+
+
+class HitsOut(BaseModel):
+    hits: list[HitOut]
+
+
+class AnswerOut(BaseModel):
+    answer: str
+    record_ids: list[str] = Field(description="the recalled records the answer was read from")
+
+
+class EventOut(BaseModel):
+    seq: int
+    record_id: str
+    op: Literal["add", "update", "delete", "import"]
+    at: float = Field(description="Unix time")
+    user: str | None
+    agent: str | None
+    session: str | None
+    detail: dict[str, Any] = Field(description="for an update: metadata and text before and after")
+
+
+class HistoryOut(BaseModel):
+    events: list[EventOut]
+
+
+class DeletedIdsOut(BaseModel):
+    deleted: list[str] = Field(description="the record and every record under it")
+
+
+class DeletedCountOut(BaseModel):
+    deleted: int
+
+
+class StatsOut(BaseModel):
+    records: int
+    by_level: dict[str, int]
+    memory_bytes: int
+    text_bytes: int
+    checkpoints: list[str]
+
+
+class ImportedOut(BaseModel):
+    imported: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ErrorOut(BaseModel):
+    """Every error has this body, whatever its status."""
+
+    error: str = Field(description="one line saying what went wrong")

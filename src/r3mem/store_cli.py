@@ -1,0 +1,177 @@
+"""`r3mem add | recall | ask | get | list | update | delete | history | export | import | stats | chat`.
+
+Each command is one `MemoryStore` call. The namespace is `--user/--agent/--session` on
+every command; the store is `--store URL`, else `$R3MEM_STORE`, else SQLite under
+`$R3MEM_HOME`. Results print as JSON, so scripts can read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from r3mem.errors import InvalidInput
+
+
+def _namespace(args: argparse.Namespace):
+    from r3mem.store import Namespace
+
+    return Namespace(user=args.user, agent=args.agent, session=args.session)
+
+
+def _print(data) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _metadata(raw: str | None) -> dict | None:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--metadata is not JSON: {exc.msg}") from exc
+
+
+class StoreCommands:
+    """Binds parsed arguments to a store; the model loads only for commands that need it."""
+
+    def __init__(self, load_model: Callable[[argparse.Namespace], object]) -> None:
+        self.load_model = load_model
+
+    def _store(self, args: argparse.Namespace):
+        from r3mem.store import MemoryStore
+
+        namespace = _namespace(args)  # refuse a bad namespace before opening anything
+        return MemoryStore.open(args.store, model=lambda: self.load_model(args), ratio=args.ratio), namespace
+
+    def add(self, args):
+        from r3mem.textio import read_text_file
+
+        if args.file:
+            text = read_text_file(args.file)
+        elif args.text == ["-"]:
+            text = sys.stdin.read()
+        else:
+            text = " ".join(args.text)
+        store, ns = self._store(args)
+        records = store.add(ns, text=text, metadata=_metadata(args.metadata), store_text=not args.no_text)
+        _print({"added": [{"id": r.id, "level": r.level, "parent_id": r.parent_id} for r in records]})
+
+    def recall(self, args):
+        store, ns = self._store(args)
+        hits = store.recall(" ".join(args.query), ns, top_k=args.top_k, level=args.level, method=args.method)
+        _print([{"id": h.record.id, "level": h.record.level, "score": round(h.score, 4), "text": h.text,
+                 "text_source": h.text_source} for h in hits])
+
+    def ask(self, args):
+        store, ns = self._store(args)
+        answer = store.ask(" ".join(args.question), ns, top_k=args.top_k, method=args.method)
+        _print({"answer": answer.answer, "record_ids": answer.record_ids})
+
+    def get(self, args):
+        store, ns = self._store(args)
+        _print(store.get(args.id, ns).summary())
+
+    def list(self, args):
+        store, ns = self._store(args)
+        _print([r.summary() for r in store.list(ns, level=args.level, limit=args.limit, offset=args.offset)])
+
+    def update(self, args):
+        store, ns = self._store(args)
+        _print(store.update(args.id, ns, text=args.text, metadata=_metadata(args.metadata)).summary())
+
+    def delete(self, args):
+        store, ns = self._store(args)
+        if args.all == (args.id is not None):
+            raise InvalidInput("give a record id, or --all to delete the whole namespace")
+        _print({"deleted": store.delete_all(ns) if args.all else store.delete(args.id, ns)})
+
+    def history(self, args):
+        store, ns = self._store(args)
+        _print([{"seq": e.seq, "op": e.op, "at": e.at, "detail": e.detail} for e in store.history(args.id, ns)])
+
+    def export(self, args):
+        store, ns = self._store(args)
+        _print({"exported": store.export(ns, args.path), "path": args.path})
+
+    def import_(self, args):
+        store, ns = self._store(args)
+        _print({"imported": store.import_(args.path, scope=ns)})
+
+    def stats(self, args):
+        store, ns = self._store(args)
+        _print(store.stats(ns))
+
+    def chat(self, args):
+        store, ns = self._store(args)
+        interactive = sys.stdin.isatty()
+        if interactive:
+            print(f"r3mem chat ({ns}); an empty line or Ctrl-D ends it.", file=sys.stderr)
+        while True:
+            if interactive:
+                print("you> ", end="", file=sys.stderr, flush=True)
+            line = sys.stdin.readline()
+            if not line.strip():
+                return
+            answer = store.chat(line.strip(), ns, top_k=args.top_k)
+            print(f"assistant> {answer.answer}", flush=True)
+
+
+def _namespace_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", help="namespace: user id")
+    p.add_argument("--agent", help="namespace: agent id")
+    p.add_argument("--session", help="namespace: session id")
+    p.add_argument("--store", help="store URL: sqlite:///PATH or postgresql://... (default: $R3MEM_STORE, "
+                                   "else $R3MEM_HOME/store.sqlite3)")
+    p.add_argument("--ratio", type=float, default=4, help="compression ratio for new records (default 4)")
+
+
+def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) -> None:
+    """Add the store commands to the `r3mem` parser."""
+    cmds = StoreCommands(load_model)
+
+    def command(name: str, func, help_text: str, needs_model: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        _namespace_args(p)
+        if needs_model:
+            model_args(p)
+        p.set_defaults(func=lambda a: func(a) or 0)
+        return p
+
+    p = command("add", cmds.add, "remember a text (compressed into a hierarchy of records)", True)
+    p.add_argument("text", nargs="*", help="the text ('-' reads stdin)")
+    p.add_argument("--file", help="read the text from this UTF-8 file")
+    p.add_argument("--metadata", help="a JSON object stored with every record")
+    p.add_argument("--no-text", action="store_true", help="keep the memory only; recall reconstructs the text")
+    for name, func, help_text in (("recall", cmds.recall, "records most relevant to a query"),
+                                  ("ask", cmds.ask, "answer a question from recalled records")):
+        p = command(name, func, help_text, True)
+        p.add_argument("query" if name == "recall" else "question", nargs="+")
+        p.add_argument("--top-k", type=int, default=5 if name == "recall" else 3)
+        p.add_argument("--method", default="memory", choices=("memory", "key", "bm25", "hybrid"))
+        if name == "recall":
+            p.add_argument("--level", help="only records of this level")
+    p = command("get", cmds.get, "show one record")
+    p.add_argument("id")
+    p = command("list", cmds.list, "list records, oldest first")
+    p.add_argument("--level")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--offset", type=int, default=0)
+    p = command("update", cmds.update, "replace a record's text and/or metadata", True)
+    p.add_argument("id")
+    p.add_argument("--text")
+    p.add_argument("--metadata")
+    p = command("delete", cmds.delete, "delete a record (and its children), or --all of the namespace")
+    p.add_argument("id", nargs="?")
+    p.add_argument("--all", action="store_true")
+    p = command("history", cmds.history, "every change to a record")
+    p.add_argument("id")
+    p = command("export", cmds.export, "write the namespace to a checksummed archive")
+    p.add_argument("path")
+    p = command("import", cmds.import_, "add an archive's records (all or none) within the namespace")
+    p.add_argument("path")
+    command("stats", cmds.stats, "record counts and bytes")
+    p = command("chat", cmds.chat, "an assistant that remembers across runs (reads stdin)", True)
+    p.add_argument("--top-k", type=int, default=3)
