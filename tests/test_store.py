@@ -275,12 +275,20 @@ def test_int8_memory_round_trips_within_quantisation_error():
 
 def test_batched_compression_matches_one_at_a_time(tiny):
     encoder = RecordEncoder(tiny, ratio=4)
-    texts = ["A short one.", "A somewhat longer sentence about nothing.", "Mid size text here."]
+    texts = ["A short one.", "A longer one here.", "Mid size text.", "Hi."]
     batched = encoder.memories(texts)
+    net = tiny.network
     for text, memory in zip(texts, batched, strict=True):
-        single = tiny.compress(text, ratio=4)
-        assert memory.token_counts == single.token_counts
-        assert torch.allclose(memory.snapshots.float(), single.snapshots.float(), atol=2e-2)
+        ids = tiny.tokenize(text)
+        assert len(ids) <= tiny.config.segment_len
+        m = max(1, -(-len(ids) // 4))  # the unit's own length over the ratio
+        assert memory.snapshots.shape[1] == m and memory.token_counts == [len(ids)]
+        with torch.no_grad():
+            single = net.write(net.initial(1, m), torch.tensor([ids]))
+        assert torch.allclose(memory.snapshots.float(), single.half().float(), atol=2e-2)
+    long_text = " ".join(["word"] * 200)  # past one segment: recurrent, a full segment's m
+    memory = encoder.memories([long_text])[0]
+    assert len(memory) > 1 and memory.snapshots.shape[1] == tiny.config.memory_tokens_for(4)
 
 
 def test_document_units_skip_duplicates_and_keep_parents():

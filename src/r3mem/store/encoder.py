@@ -7,6 +7,7 @@ one-sentence note is one record, not four copies of itself. Messages become turn
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,27 +75,39 @@ class RecordEncoder:
         self.r3, self.ratio, self.memory_dtype = r3, ratio, memory_dtype
         self.m = r3.config.memory_tokens_for(ratio)
 
+    def memory_tokens(self, n_tokens: int) -> int:
+        """m for a unit of `n_tokens`: its own length over the ratio, as training samples it.
+
+        A 20-token sentence at ratio 4 gets 5 vectors, not a full segment's 32: the ratio
+        holds for every record, and small units stay small in the store.
+        """
+        return min(self.m, max(1, math.ceil(n_tokens / self.ratio)))
+
     @torch.no_grad()
     def memories(self, texts: list[str]) -> list[Memory]:
         """One `Memory` per text; texts that fit one segment share padded forward passes."""
         out: list[Memory | None] = [None] * len(texts)
         token_ids = [self.r3.tokenize(t) for t in texts]
-        short = [i for i, ids in enumerate(token_ids) if 0 < len(ids) <= self.r3.config.segment_len]
-        for start in range(0, len(short), _BATCH):
-            batch = short[start : start + _BATCH]
-            width = max(len(token_ids[i]) for i in batch)
-            ids = torch.zeros(len(batch), width, dtype=torch.long)
-            mask = torch.zeros(len(batch), width, dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
-                mask[row, : len(token_ids[i])] = 1
-            net = self.r3.network
-            snaps = net.write(net.initial(len(batch), self.m), ids.to(self.r3.device), mask.to(self.r3.device))
-            for row, i in enumerate(batch):
-                out[i] = self._memory(snaps[row : row + 1].to(torch.float16).cpu(), [len(token_ids[i])])
+        groups: dict[int, list[int]] = {}  # m -> indexes of single-segment texts
+        for i, ids in enumerate(token_ids):
+            if 0 < len(ids) <= self.r3.config.segment_len:
+                groups.setdefault(self.memory_tokens(len(ids)), []).append(i)
+        net = self.r3.network
+        for m, members in groups.items():
+            for start in range(0, len(members), _BATCH):
+                batch = members[start : start + _BATCH]
+                width = max(len(token_ids[i]) for i in batch)
+                ids = torch.zeros(len(batch), width, dtype=torch.long)
+                mask = torch.zeros(len(batch), width, dtype=torch.long)
+                for row, i in enumerate(batch):
+                    ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
+                    mask[row, : len(token_ids[i])] = 1
+                snaps = net.write(net.initial(len(batch), m), ids.to(self.r3.device), mask.to(self.r3.device))
+                for row, i in enumerate(batch):
+                    out[i] = self._memory(snaps[row : row + 1].to(torch.float16).cpu(), [len(token_ids[i])])
         for i, text in enumerate(texts):
             if out[i] is None:
-                out[i] = self.r3.compress(text, ratio=self.ratio)  # long or empty: the recurrent path
+                out[i] = self.r3.compress(text, ratio=self.ratio)  # longer than a segment: the recurrent path
         return out  # type: ignore[return-value]
 
     def _memory(self, snapshots: torch.Tensor, token_counts: list[int]) -> Memory:

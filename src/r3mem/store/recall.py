@@ -58,17 +58,25 @@ def by_key(keys: np.ndarray, query_key: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def query_likelihood(encoder: RecordEncoder, memories: list[torch.Tensor], query: str) -> list[float]:
-    """-mean NLL per query token under each memory (m, d): higher = more relevant."""
+    """-mean NLL per query token under each memory (m, d): higher = more relevant.
+
+    Memories of equal m share a forward pass; records have m in proportion to their length.
+    """
     r3 = encoder.r3
     ids = torch.tensor([r3.tokenize(query)], device=r3.device)  # (1, Q)
-    scores: list[float] = []
-    for start in range(0, len(memories), _SCORE_BATCH):
-        batch = memories[start : start + _SCORE_BATCH]
-        memory = torch.stack(batch).to(r3.device, torch.float32)  # (B, m, d)
-        target = ids.expand(memory.shape[0], -1)  # (B, Q)
-        stats = r3.network.read(memory, target, marker="continue", keep_logits=True)
-        nll = F.cross_entropy(stats.logits, target.reshape(-1), reduction="none")  # (B * Q,)
-        scores += (-nll.view(memory.shape[0], -1).mean(1)).tolist()
+    scores = [0.0] * len(memories)
+    groups: dict[int, list[int]] = {}
+    for i, memory in enumerate(memories):
+        groups.setdefault(int(memory.shape[0]), []).append(i)
+    for members in groups.values():
+        for start in range(0, len(members), _SCORE_BATCH):
+            batch = members[start : start + _SCORE_BATCH]
+            memory = torch.stack([memories[i] for i in batch]).to(r3.device, torch.float32)  # (B, m, d)
+            target = ids.expand(len(batch), -1)  # (B, Q)
+            stats = r3.network.read(memory, target, marker="continue", keep_logits=True)
+            nll = F.cross_entropy(stats.logits, target.reshape(-1), reduction="none")  # (B * Q,)
+            for i, score in zip(batch, (-nll.view(len(batch), -1).mean(1)).tolist(), strict=True):
+                scores[i] = score
     return scores
 
 
