@@ -10,7 +10,7 @@ import pytest
 import torch
 from tests.conftest import tiny_base
 
-from r3mem.errors import CheckpointMismatch, InvalidInput, RecordNotFound, StoreError
+from r3mem.errors import CheckpointMismatch, DuplicateRecord, InvalidInput, RecordNotFound, StoreError
 from r3mem.store import MemoryStore, Namespace
 from r3mem.store.encoder import RecordEncoder, document_units
 from r3mem.store.location import open_backend
@@ -157,7 +157,7 @@ def test_export_import_round_trip_is_identical(store, tmp_path):
     assert store.import_(archive) == len(before)
     after = store.list(ALICE, limit=1000)
     assert [r.__dict__ for r in after] == [r.__dict__ for r in before]
-    with pytest.raises(StoreError):  # the same ids again: refused whole
+    with pytest.raises(DuplicateRecord):  # the same ids again: refused whole
         store.import_(archive)
     assert len(store.list(ALICE, limit=1000)) == len(before)
     with pytest.raises(InvalidInput, match="outside"):

@@ -43,6 +43,10 @@ class MemoryFileError(R3MemError, ValueError):
     exit_code = 4
 
 
+class DuplicateRecord(InvalidInput):
+    """An import names record ids the store already holds: refused whole, nothing changed."""
+
+
 class RecordNotFound(R3MemError, LookupError):
     """No record with that id in the caller's namespace (another namespace's records are invisible)."""
 

@@ -1,4 +1,5 @@
-"""`r3mem add | recall | ask | get | list | update | delete | history | export | import | stats | chat`.
+"""`r3mem add | recall | ask | get | list | update | delete | history | export | import | stats | chat`,
+`r3mem key create`, `r3mem serve` and `r3mem bench-recall`.
 
 Each command is one `MemoryStore` call. The namespace is `--user/--agent/--session` on
 every command; the store is `--store URL`, else `$R3MEM_STORE`, else SQLite under
@@ -104,6 +105,39 @@ class StoreCommands:
         store, ns = self._store(args)
         _print(store.stats(ns))
 
+    def bench_recall(self, args):
+        import tempfile
+        from pathlib import Path
+
+        from r3mem.store import latency
+
+        sizes = [int(n) for n in args.sizes.split(",")]
+        methods = args.methods.split(",")
+        r3 = self.load_model(args)
+        results = []
+        with tempfile.TemporaryDirectory(prefix="r3mem-bench-") as tmp:
+            for url in args.store or [f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"]:
+                results.append(latency.run(r3, url, sizes, Path(args.locomo), methods, queries=args.queries))
+        print(latency.format_table(results))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+
+    def key_create(self, args):
+        from r3mem.service.keys import create_api_key
+        from r3mem.store.location import open_backend
+
+        namespace = _namespace(args)
+        key = create_api_key(open_backend(args.store), namespace, args.label or "")
+        print(key)
+        print(f"r3mem: key for {namespace} created; only its hash is stored, so keep it now", file=sys.stderr)
+
+    def serve(self, args):
+        from r3mem.service.server import serve
+        from r3mem.service.settings import Settings
+
+        serve(Settings(store_url=args.store, host=args.host, port=args.port, model=args.model,
+                       checkpoint=args.checkpoint, device=args.device, ratio=args.ratio))
+
     def chat(self, args):
         store, ns = self._store(args)
         interactive = sys.stdin.isatty()
@@ -173,5 +207,25 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
     p = command("import", cmds.import_, "add an archive's records (all or none) within the namespace")
     p.add_argument("path")
     command("stats", cmds.stats, "record counts and bytes")
+    p = command("key", cmds.key_create, "create an API key for the service, scoped to the namespace")
+    p.add_argument("action", choices=("create",))
+    p.add_argument("--label", help="a note to tell keys apart")
+    p = sub.add_parser("serve", help="the HTTP API (loopback unless --host says otherwise)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--store", help="store URL (default: $R3MEM_STORE, else $R3MEM_HOME/store.sqlite3)")
+    p.add_argument("--ratio", type=float, default=4)
+    model_args(p)
+    p.set_defaults(func=lambda a: cmds.serve(a) or 0)
+    p = sub.add_parser("bench-recall", help="recall latency at 1k, 10k, 100k records (README figures)")
+    p.add_argument("--store", action="append", help="store URL to measure (repeatable; default: a temp SQLite)")
+    p.add_argument("--sizes", default="1000,10000,100000")
+    p.add_argument("--methods", default="memory,key,bm25")
+    p.add_argument("--queries", type=int, default=10, help="timed recalls per size and method")
+    p.add_argument("--locomo", default="../shared/data/locomo/locomo_dev.json")
+    p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--ratio", type=float, default=4)
+    model_args(p)
+    p.set_defaults(func=lambda a: cmds.bench_recall(a) or 0)
     p = command("chat", cmds.chat, "an assistant that remembers across runs (reads stdin)", True)
     p.add_argument("--top-k", type=int, default=3)

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from r3mem.errors import (
     AccessDenied,
     CheckpointMismatch,
+    DuplicateRecord,
     InvalidInput,
     MemoryFileError,
     ModelNotFound,
@@ -39,6 +40,7 @@ class ServiceBusy(R3MemError, RuntimeError):
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS: tuple[tuple[type[R3MemError], int], ...] = (
     (NamespaceForbidden, 403),
+    (DuplicateRecord, 409),
     (AccessDenied, 401),
     (InvalidInput, 422),
     (MemoryFileError, 422),
@@ -66,9 +68,13 @@ async def r3mem_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
     elif status == 503:
         headers = {"Retry-After": _RETRY_AFTER_S}
-    if status == 500:
+    message: object = exc
+    if isinstance(exc, StoreError):  # its text names the database file or server: keep that in the log
+        log.error("store error on %s %s: %s", request.method, request.url.path, exc)
+        message = "the memory store is unavailable or failed; the server log has the cause"
+    elif status == 500:
         log.error("unmapped r3mem error on %s %s: %r", request.method, request.url.path, exc)
-    return error_response(status, exc, headers)
+    return error_response(status, message, headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -90,6 +96,8 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's body parser
+        return error_response(422, "the request body is not valid JSON: it is not UTF-8 text")
     return error_response(exc.status_code, exc.detail, dict(exc.headers or {}) or None)
 
 

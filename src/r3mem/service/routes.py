@@ -205,5 +205,7 @@ async def import_archive(request: Request, key: Caller, store: Store) -> Importe
         with path.open("wb") as upload:
             async for chunk in request.stream():  # the body limit middleware caps the total
                 upload.write(chunk)
-        imported = await run_in_threadpool(store.import_, path, scope=key.scope)
+        # unpacked records may be larger than the gzip upload, but not unboundedly so
+        unpacked_limit = 4 * request.app.state.settings.max_import_bytes
+        imported = await run_in_threadpool(store.import_, path, scope=key.scope, max_bytes=unpacked_limit)
     return ImportedOut(imported=imported)

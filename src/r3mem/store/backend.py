@@ -67,6 +67,10 @@ class StoreBackend(ABC):
         """The records with these ids inside `namespace`, in the order of `ids` (missing ones skipped)."""
 
     @abstractmethod
+    def existing(self, ids: list[str]) -> list[str]:
+        """Which of `ids` the store holds, in any namespace (ids are random: this reveals nothing)."""
+
+    @abstractmethod
     def keys(self, namespace: Namespace, level: str | None = None) -> tuple[list[str], np.ndarray]:
         """Ids and (N, d) float32 retrieval keys of the records inside `namespace`."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from r3mem.api import R3Mem
-from r3mem.errors import CheckpointMismatch, InvalidInput, RecordNotFound
+from r3mem.errors import CheckpointMismatch, DuplicateRecord, InvalidInput, RecordNotFound
 from r3mem.store import archive
 from r3mem.store.backend import Event, StoreBackend
 from r3mem.store.encoder import RecordEncoder, Unit, document_units, message_units
@@ -257,6 +257,7 @@ class MemoryStore:
         """Answer from the default instruct model, reading the recalled records' texts."""
         from r3mem.reader import answer_from_text
 
+        _check_text(question, "question")
         hits = self.recall(question, namespace, top_k=top_k, method=method)
         context = "\n".join(hit.text for hit in hits)
         answer = answer_from_text(self.encoder.r3, context, question)
@@ -277,12 +278,20 @@ class MemoryStore:
         """Write every record of `namespace` to a checksummed archive; returns the count."""
         return archive.write(self.backend.find(namespace), namespace, Path(path))
 
-    def import_(self, path: str | Path, scope: Namespace | None = None) -> int:
-        """Add an archive's records (all or none); with `scope`, every record must lie inside it."""
-        records = archive.read(Path(path))
+    def import_(self, path: str | Path, scope: Namespace | None = None,
+                max_bytes: int = archive.MAX_ARCHIVE_BYTES) -> int:
+        """Add an archive's records (all or none); with `scope`, every record must lie inside it.
+
+        `max_bytes` bounds both the archive file and its unpacked records.
+        """
+        records = archive.read(Path(path), max_bytes=max_bytes)
         if scope is not None:
             outside = [r.id for r in records if not scope.contains(r.namespace)]
             if outside:
                 raise InvalidInput(f"{len(outside)} record(s) in the archive lie outside {scope}")
+        present = self.backend.existing([r.id for r in records])
+        if present:
+            raise DuplicateRecord(f"{len(present)} record(s) of the archive are already in the store "
+                                  f"(e.g. {present[0]}); delete them first or import elsewhere")
         self.backend.insert(records, op="import")
         return len(records)

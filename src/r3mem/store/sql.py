@@ -183,11 +183,14 @@ class SQLBackend(StoreBackend):
         return len(ids)
 
     def _delete_ids(self, q: Query, ids: list[str]) -> None:
-        for record_id in ids:
-            row = q("SELECT user_id, agent_id, session_id, level FROM records WHERE id = ?", (record_id,)).fetchone()
-            q("DELETE FROM records WHERE id = ?", (record_id,))
+        """Delete rows and log one `delete` event each, in set-based chunks (delete_all of 100k rows)."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
             q("INSERT INTO events (record_id, op, at, user_id, agent_id, session_id, detail) "
-              "VALUES (?, 'delete', ?, ?, ?, ?, ?)", (record_id, time.time(), *row[:3], json.dumps({"level": row[3]})))
+              "SELECT id, 'delete', ?, user_id, agent_id, session_id, '{\"level\": \"' || level || '\"}' "
+              f"FROM records WHERE id IN ({marks})", (time.time(), *chunk))
+            q(f"DELETE FROM records WHERE id IN ({marks})", chunk)
         if ids:
             self._bump(q)
 
@@ -208,6 +211,15 @@ class SQLBackend(StoreBackend):
                 for row in q(f"{_SELECT} WHERE id IN ({marks}) AND {where}", (*chunk, *params)).fetchall():
                     found[row[0]] = _record(row)
         return [found[i] for i in ids if i in found]
+
+    def existing(self, ids: list[str]) -> list[str]:
+        found: list[str] = []
+        with self._tx() as q:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                found += [row[0] for row in q(f"SELECT id FROM records WHERE id IN ({marks})", chunk).fetchall()]
+        return found
 
     def find(self, namespace: Namespace, level: str | None = None, limit: int | None = None,
              offset: int = 0) -> list[Record]:

@@ -32,7 +32,10 @@ class SQLiteBackend(SQLBackend):
     def _connect(self) -> sqlite3.Connection:
         try:
             # isolation_level=None: transactions are begun and ended here, explicitly
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+            # check_same_thread=False only so close() may close every thread's connection;
+            # each thread still uses its own connection, never another's
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                   check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
