@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench results clean postgres-start postgres-stop
+.PHONY: install demo test soak lint bench results clean postgres-start postgres-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,21 @@ test: $(STAMP)
 	url=$$(scripts/postgres-test-server.sh start) && \
 	R3MEM_TEST_POSTGRES_URL="$$url" R3MEM_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
 
+# Faults many times over, each run ending with every acknowledged write checked intact
+# (scripts/soak.py): SIGKILL `r3mem serve` mid-writes SOAK_KILLS times on SQLite, then on
+# PostgreSQL; restart PostgreSQL under load SOAK_PG_RESTARTS times; fill the disk under an
+# SQLite store SOAK_DISK_FULL times (needs root: it mounts a 2 MB tmpfs). The server runs the
+# tests' tiny model, so restarts take seconds. Quick run: make soak SOAK_KILLS=3 SOAK_PG_RESTARTS=1
+SOAK_KILLS ?= 50
+SOAK_PG_RESTARTS ?= 5
+SOAK_DISK_FULL ?= 10
+soak: $(STAMP)
+	url=$$(scripts/postgres-test-server.sh start) && export R3MEM_TEST_POSTGRES_URL="$$url" && \
+	$(PY) scripts/soak.py kill --repeats $(SOAK_KILLS) --store sqlite && \
+	$(PY) scripts/soak.py kill --repeats $(SOAK_KILLS) --store postgres && \
+	$(PY) scripts/soak.py pg-restart --repeats $(SOAK_PG_RESTARTS) && \
+	$(PY) scripts/soak.py disk-full --repeats $(SOAK_DISK_FULL)
+
 # the test server stays up between runs (restarting costs a second); these manage it by hand
 postgres-start:
 	scripts/postgres-test-server.sh start
@@ -37,7 +52,7 @@ postgres-stop:
 	scripts/postgres-test-server.sh stop
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests scripts
 
 bench: $(STAMP)
 	$(VENV)/bin/r3mem bench --json bench.json

@@ -126,3 +126,36 @@ def store(store_url: str, tiny: R3Mem):
     memory_store = MemoryStore(open_backend(store_url), tiny)
     yield memory_store
     memory_store.close()
+
+
+# --- generated-case counts ---------------------------------------------------------------
+# Property and schema tests say how many cases they actually ran, so "it passed" can be told
+# apart from "it passed on three examples". Determinism in CI comes from Hypothesis's built-in
+# `ci` profile (derandomize=True, no example database), which it loads when it detects CI;
+# `pytest --hypothesis-profile=ci` does the same locally.
+
+
+@pytest.fixture
+def cases_tried(record_property):
+    """A one-item list the test bumps once per generated case; reported in the terminal summary."""
+    tried = [0]
+    yield tried
+    record_property("cases_tried", tried[0])
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    counts: dict[str, int] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "teardown":
+                continue
+            # location names the parametrised case even where a plugin left nodeids alike
+            where = f"{report.nodeid.split('::')[0]}::{report.location[2]}"
+            for name, value in report.user_properties:
+                if name == "cases_tried":
+                    counts[where] = counts.get(where, 0) + value
+    if counts:
+        terminalreporter.write_sep("-", "generated cases tried")
+        for nodeid, value in counts.items():
+            terminalreporter.write_line(f"{value:7d}  {nodeid}")
+        terminalreporter.write_line(f"hypothesis cases tried: {sum(counts.values())}")

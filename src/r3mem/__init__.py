@@ -18,6 +18,7 @@ _EXPORTS = {
     "ModelNotFound": "r3mem.errors",
     "CheckpointError": "r3mem.errors",
     "CheckpointMismatch": "r3mem.errors",
+    "CorruptRecord": "r3mem.errors",
     "MemoryFileError": "r3mem.errors",
     "RecordNotFound": "r3mem.errors",
     "StoreError": "r3mem.errors",

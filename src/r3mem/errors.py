@@ -59,6 +59,14 @@ class StoreError(R3MemError, RuntimeError):
     exit_code = 7
 
 
+class CorruptRecord(StoreError):
+    """A stored record fails its checksums: its row was damaged after it was written.
+
+    Unlike other store errors it is not transient: every read of that record fails the same
+    way until the record is deleted (or restored from an export).
+    """
+
+
 class AccessDenied(R3MemError, PermissionError):
     """An API key is missing, unknown, or not allowed the namespace it asked for."""
 

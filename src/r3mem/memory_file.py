@@ -109,17 +109,27 @@ class Memory:
             raise MemoryFileError(f"{source} has unsupported format version {meta.get('format_version')}")
         if set(tensors) != {"snapshots", "token_counts"} or meta.get("checksum") != _checksum(tensors):
             raise MemoryFileError(f"{source} is corrupt: its checksum does not match its contents")
+        # The checksum covers the bytes, not the dtypes that say how to read them.
+        if tensors["snapshots"].dtype != torch.float16 or tensors["token_counts"].dtype != torch.int32:
+            raise MemoryFileError(f"{source} is corrupt: its tensors do not have the dtypes .r3m files use")
         counts = [int(c) for c in tensors["token_counts"].tolist()]
         if tensors["snapshots"].ndim != 3 or tensors["snapshots"].shape[0] != len(counts):
             raise MemoryFileError(f"{source} is corrupt: snapshot and segment counts disagree")
+        try:
+            segment_len, extra = int(meta["segment_len"]), json.loads(meta.get("extra", "{}"))
+            fingerprints = meta["model_fingerprint"], meta["checkpoint_fingerprint"]
+        except (KeyError, ValueError) as exc:
+            raise MemoryFileError(f"{source} is corrupt: its metadata is damaged ({exc!r})") from exc
+        if segment_len < 1 or not isinstance(extra, dict):
+            raise MemoryFileError(f"{source} is corrupt: its metadata is damaged")
         return cls(
             snapshots=tensors["snapshots"],
             token_counts=counts,
-            segment_len=int(meta["segment_len"]),
-            model_fingerprint=meta["model_fingerprint"],
-            checkpoint_fingerprint=meta["checkpoint_fingerprint"],
+            segment_len=segment_len,
+            model_fingerprint=fingerprints[0],
+            checkpoint_fingerprint=fingerprints[1],
             model_name=meta.get("model_name", ""),
-            extra=json.loads(meta.get("extra", "{}")),
+            extra=extra,
         )
 
 

@@ -135,8 +135,10 @@ class StoreCommands:
         from r3mem.service.server import serve
         from r3mem.service.settings import Settings
 
+        # the CLI's loader: the libraries' progress bars would break the one-line error on a bad model
         serve(Settings(store_url=args.store, host=args.host, port=args.port, model=args.model,
-                       checkpoint=args.checkpoint, device=args.device, ratio=args.ratio))
+                       checkpoint=args.checkpoint, device=args.device, ratio=args.ratio,
+                       model_factory=lambda: self.load_model(args)), preload=True)
 
     def chat(self, args):
         store, ns = self._store(args)

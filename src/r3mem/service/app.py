@@ -30,7 +30,8 @@ Every error has the body `{"error": "<one line>"}`.
 """
 
 
-def _open_store(settings: Settings) -> MemoryStore:
+def open_store(settings: Settings) -> MemoryStore:
+    """The store `settings` name, with the model it loads (lazily, on first use)."""
     return MemoryStore.open(settings.store_url, model=settings.load_model, ratio=settings.ratio)
 
 
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None, store: MemoryStore | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        memory_store = store if store is not None else await run_in_threadpool(_open_store, settings)
+        memory_store = store if store is not None else await run_in_threadpool(open_store, settings)
         worker = ModelWorker(settings.max_pending)
         try:
             # Load the model now (a bad model fails the start, not the first request), and on

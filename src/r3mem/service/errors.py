@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from r3mem.errors import (
     AccessDenied,
     CheckpointMismatch,
+    CorruptRecord,
     DuplicateRecord,
     InvalidInput,
     MemoryFileError,
@@ -47,6 +48,8 @@ STATUS: tuple[tuple[type[R3MemError], int], ...] = (
     (RecordNotFound, 404),
     (CheckpointMismatch, 409),
     (ServiceBusy, 503),
+    # not transient, unlike the store errors below it: retrying cannot help, so no 503
+    (CorruptRecord, 500),
     (StoreError, 503),
     (ModelNotFound, 503),
 )
@@ -69,7 +72,9 @@ async def r3mem_error(request: Request, exc: Exception) -> JSONResponse:
     elif status == 503:
         headers = {"Retry-After": _RETRY_AFTER_S}
     message: object = exc
-    if isinstance(exc, StoreError):  # its text names the database file or server: keep that in the log
+    if isinstance(exc, CorruptRecord):  # names the record, which lies in the caller's namespace
+        log.error("corrupt record on %s %s: %s", request.method, request.url.path, exc)
+    elif isinstance(exc, StoreError):  # its text names the database file or server: keep that in the log
         log.error("store error on %s %s: %s", request.method, request.url.path, exc)
         message = "the memory store is unavailable or failed; the server log has the cause"
     elif status == 500:

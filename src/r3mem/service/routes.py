@@ -44,12 +44,14 @@ from r3mem.service.schemas import (
 from r3mem.service.worker import ModelWorker
 from r3mem.store import MemoryStore, Namespace
 from r3mem.store.backend import ApiKey
+from r3mem.store.memory_store import MAX_PAGE
 
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
 _ERRORS = {status: {"model": ErrorOut, "description": why} for status, why in (
     (401, "no API key, or an unknown one"), (403, "the namespace lies outside the key's scope"),
     (404, "no such record in this namespace"), (409, "records made by another checkpoint"),
-    (413, "request body too large"), (422, "invalid input"), (503, "store unavailable or model busy"),
+    (413, "request body too large"), (422, "invalid input"), (500, "a stored record is corrupt (names it)"),
+    (503, "store unavailable or model busy"),
 )}
 _ARCHIVE = {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}, "required": True}
 
@@ -117,7 +119,7 @@ async def add_memories(body: AddRequest, key: Caller, store: Store, worker: Work
 @router.get("/memories")
 def list_memories(namespace: QueryNamespace, store: Store, level: Level | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  offset: Annotated[int, Query(ge=0)] = 0) -> RecordsOut:
+                  offset: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0) -> RecordsOut:
     """Records inside the namespace, oldest first."""
     return RecordsOut(records=[r.summary() for r in store.list(namespace, level, limit, offset)])
 
@@ -194,7 +196,8 @@ def export(body: ExportRequest, key: Caller, store: Store) -> FileResponse:
                         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
 
 
-@router.post("/import", openapi_extra={"requestBody": _ARCHIVE})
+@router.post("/import", openapi_extra={"requestBody": _ARCHIVE},
+             responses={415: {"model": ErrorOut, "description": "the body is not sent as an archive type"}})
 async def import_archive(request: Request, key: Caller, store: Store) -> ImportedOut:
     """Add an exported archive's records, all or none; every one must lie inside the key's scope."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

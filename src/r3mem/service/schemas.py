@@ -12,13 +12,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r3mem.store.namespace import Namespace
+from r3mem.store.namespace import ID_PATTERN, Namespace
 
 # The store's LEVELS, METHODS and ROLES, spelt out so OpenAPI lists them (a test keeps them in step).
 Level = Literal["document", "paragraph", "sentence", "entity", "turn"]
 Method = Literal["memory", "key", "bm25", "hybrid"]
 Role = Literal["user", "assistant", "system", "tool"]
 _ID_DOC = "1-128 letters, digits or _.@:+- starting with a letter or digit"
+# Documented, not enforced here: `Namespace` checks it, with the same message as in the CLI.
+_ID_SCHEMA = {"pattern": f"^{ID_PATTERN}$"}
 
 
 class _Strict(BaseModel):
@@ -28,9 +30,10 @@ class _Strict(BaseModel):
 class NamespaceIn(_Strict):
     """Who the memory belongs to. Writes use it exactly; reads treat unset fields as wildcards."""
 
-    user: str | None = Field(None, max_length=128, description=f"user id: {_ID_DOC}")
-    agent: str | None = Field(None, max_length=128, description=f"agent id: {_ID_DOC}")
-    session: str | None = Field(None, max_length=128, description=f"session id: {_ID_DOC}")
+    user: str | None = Field(None, max_length=128, description=f"user id: {_ID_DOC}", json_schema_extra=_ID_SCHEMA)
+    agent: str | None = Field(None, max_length=128, description=f"agent id: {_ID_DOC}", json_schema_extra=_ID_SCHEMA)
+    session: str | None = Field(None, max_length=128, description=f"session id: {_ID_DOC}",
+                                json_schema_extra=_ID_SCHEMA)
 
     def value(self) -> Namespace:
         """The store's `Namespace`; raises InvalidInput when no field is set or one is malformed."""

@@ -106,7 +106,9 @@ def read(path: Path, max_bytes: int = MAX_ARCHIVE_BYTES) -> list[Record]:
                 raise InvalidInput(f"archive {path} must hold exactly {', '.join(_MEMBERS)}; it holds {names}")
             manifest = json.loads(_member(tar, "manifest.json", 1 << 20))
             body = _member(tar, "records.jsonl", max_bytes)
-    except (tarfile.TarError, EOFError, OSError, json.JSONDecodeError, KeyError) as exc:
+    # ValueError: JSON that does not parse or is not UTF-8; RecursionError: JSON nested past the
+    # parser's depth. A crafted manifest must be refused like any other bad archive.
+    except (tarfile.TarError, EOFError, OSError, ValueError, RecursionError, KeyError) as exc:
         raise InvalidInput(f"{path} is not a readable r3mem archive: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise InvalidInput(f"{path} is not an r3mem archive of version {VERSION}")

@@ -37,6 +37,7 @@ from r3mem.store.record import LEVELS, Record
 DOCUMENT_LEVELS = ("document", "paragraph", "sentence", "entity")
 MAX_TEXT_CHARS = 200_000  # one add; longer histories go in several adds (or a file per document)
 MAX_METADATA_BYTES = 16_384
+MAX_PAGE = (1 << 63) - 1  # the largest LIMIT and OFFSET both SQLite and PostgreSQL accept
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,10 @@ class MemoryStore:
 
     def list(self, namespace: Namespace, level: str | None = None, limit: int = 100, offset: int = 0) -> list[Record]:
         self._check_level(level)
+        # Past the databases' 64-bit integers a page is a server error, not an empty page.
+        if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= MAX_PAGE:
+            raise InvalidInput(f"limit must be from 1 and offset from 0, both at most {MAX_PAGE}; "
+                               f"got limit {limit}, offset {offset}")
         return self.backend.find(namespace, level, limit, offset)
 
     def history(self, record_id: str, namespace: Namespace) -> list[Event]:
@@ -224,6 +229,7 @@ class MemoryStore:
         hits = []
         for record_id, score in ranked[:top_k]:
             if record_id in records:
+                records[record_id].verify()  # every method: a corrupt record is refused, never returned
                 text, source = self.text_of(records[record_id])
                 hits.append(Hit(records[record_id], float(score), text, source))
         return hits

@@ -15,7 +15,8 @@ from r3mem.errors import InvalidInput
 
 FIELDS = ("user", "agent", "session")
 # Letters, digits and a few separators: safe in URLs, file names and SQL identifiers alike.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}")
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,127}"
+_ID = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from r3mem.errors import InvalidInput, StoreError
+from r3mem.errors import CorruptRecord, InvalidInput
 from r3mem.store.namespace import Namespace
 
 LEVELS = ("document", "paragraph", "sentence", "entity", "turn")
@@ -38,21 +39,30 @@ def encode_memory(tensor: torch.Tensor, dtype: str) -> bytes:
     raise InvalidInput(f"memory dtype must be one of {', '.join(MEMORY_DTYPES)}, got {dtype!r}")
 
 
+def memory_nbytes(dtype: str, shape: tuple[int, ...]) -> int:
+    """Bytes an encoded memory of `dtype` and `shape` has; CorruptRecord for any other dtype or
+    a shape no tensor has (a row or an imported archive may hold anything)."""
+    if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape):
+        raise CorruptRecord(f"memory shape {shape!r} is not a tuple of positive sizes")
+    count = math.prod(shape)
+    if dtype == "float16":
+        return 2 * count
+    if dtype == "int8":
+        return 2 * (count // shape[-1]) + count  # one fp16 scale per vector, then the codes
+    raise CorruptRecord(f"unknown memory dtype {dtype!r}")
+
+
 def decode_memory(blob: bytes, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
     """Inverse of `encode_memory`; refuses bytes whose length does not fit the shape."""
-    count = int(np.prod(shape))
+    need = memory_nbytes(dtype, shape)
+    if len(blob) != need:
+        raise CorruptRecord(f"{dtype} memory blob has {len(blob)} bytes, shape {shape} needs {need}")
     if dtype == "float16":
-        if len(blob) != 2 * count:
-            raise StoreError(f"memory blob has {len(blob)} bytes, shape {shape} needs {2 * count}")
         return torch.from_numpy(np.frombuffer(blob, "<f2").astype(np.float32).reshape(shape))
-    if dtype == "int8":
-        rows = count // shape[-1]
-        if len(blob) != 2 * rows + count:
-            raise StoreError(f"int8 memory blob has {len(blob)} bytes, shape {shape} needs {2 * rows + count}")
-        scale = np.frombuffer(blob[: 2 * rows], "<f2").astype(np.float32).reshape(rows, 1)
-        codes = np.frombuffer(blob[2 * rows :], np.int8).astype(np.float32).reshape(rows, -1)
-        return torch.from_numpy((codes * scale).reshape(shape))
-    raise StoreError(f"unknown memory dtype {dtype!r}")
+    rows = math.prod(shape) // shape[-1]
+    scale = np.frombuffer(blob[: 2 * rows], "<f2").astype(np.float32).reshape(rows, 1)
+    codes = np.frombuffer(blob[2 * rows :], np.int8).astype(np.float32).reshape(rows, -1)
+    return torch.from_numpy((codes * scale).reshape(shape))
 
 
 def encode_key(vector: torch.Tensor | np.ndarray) -> bytes:
@@ -125,11 +135,17 @@ class Record:
         return _sha256(header, self.memory_checksum.encode(), self.key)
 
     def verify(self) -> None:
-        """Raise StoreError unless both checksums match what the record holds."""
+        """Raise CorruptRecord unless both checksums match and the blobs fit their shapes."""
         if self.memory_checksum != self.compute_memory_checksum():
-            raise StoreError(f"record {self.id}: memory checksum mismatch (corrupt memory blob)")
+            raise CorruptRecord(f"record {self.id}: memory checksum mismatch (corrupt memory blob); "
+                                "delete it or restore it from an export")
         if self.checksum != self.compute_checksum():
-            raise StoreError(f"record {self.id}: record checksum mismatch (corrupt or tampered row)")
+            raise CorruptRecord(f"record {self.id}: record checksum mismatch (corrupt or tampered row); "
+                                "delete it or restore it from an export")
+        # The checksums are unkeyed, so a crafted archive can carry matching ones; this keeps such
+        # a record out, instead of failing later inside recall or expand.
+        if len(self.memory) != memory_nbytes(self.memory_dtype, self.memory_shape) or len(self.key) % 2:
+            raise CorruptRecord(f"record {self.id}: its memory or key blob does not fit its shape")
 
     def memory_tensor(self) -> torch.Tensor:
         self.verify()
