@@ -97,7 +97,7 @@ def soak_pg_restart(repeats: int, model: Path | None, work: Path, outage: float)
     report.update(fault="pg-restart", store="postgres", restarts=repeats,
                   refused_503=sum(r["during_outage"].get(503, 0) for r in rounds),
                   outage_s_max=max(r["outage_s"] for r in rounds),
-                  recover_s_max=max((r["recover_s"] or float("inf")) for r in rounds),
+                  recover_s_max=max((float("inf") if r["recover_s"] is None else r["recover_s"]) for r in rounds),
                   body_503=rounds[0]["body_503"] if rounds else "", bad_rounds=bad)
     return report
 
