@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test soak lint bench results clean postgres-start postgres-stop
+.PHONY: install demo test soak lint bench results card clean postgres-start postgres-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,23 @@ soak: $(STAMP)
 	$(PY) scripts/soak.py kill --repeats $(SOAK_KILLS) --store postgres && \
 	$(PY) scripts/soak.py pg-restart --repeats $(SOAK_PG_RESTARTS) && \
 	$(PY) scripts/soak.py disk-full --repeats $(SOAK_DISK_FULL)
+
+# The shipped checkpoint and its card: copy the main run's latest validated checkpoint as fp16,
+# evaluate that file on the held-out books (issue 4's metrics), write metrics.json and MODEL_CARD.md.
+# Ablations are read from runs/ablation-* when present (r3mem train --config configs/ablation-*.toml).
+CARD_RUN ?= runs/smollm2-135m
+CARD_OUT ?= checkpoints/smollm2-135m-r3mem
+CARD_SEGMENTS ?= 32
+CARD_TARGETS ?= 8
+card: $(STAMP)
+	$(PY) -m r3mem.train.card ship $(CARD_RUN) $(CARD_OUT)
+	$(VENV)/bin/r3mem eval reconstruct --checkpoint $(CARD_OUT) --data ../shared/data/books/pg174.txt \
+		--limit $(CARD_SEGMENTS) --ratios 2,4,8,16 --methods r3mem \
+		--json $(CARD_OUT)/eval/reconstruct.json --plot $(CARD_OUT)/eval/reconstruct.png
+	$(VENV)/bin/r3mem eval perplexity --checkpoint $(CARD_OUT) --data ../shared/data/books/chesterton-brown.txt \
+		--limit $(CARD_TARGETS) --history 512,2048,all --ratio 4 \
+		--json $(CARD_OUT)/eval/perplexity.json --plot $(CARD_OUT)/eval/perplexity.png
+	$(PY) -m r3mem.train.card write $(CARD_RUN) $(CARD_OUT) --notes docs/model-card-notes.md
 
 # the test server stays up between runs (restarting costs a second); these manage it by hand
 postgres-start:

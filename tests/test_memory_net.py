@@ -4,7 +4,7 @@ import torch
 from tests.conftest import TINY_MEMORY, tiny_base
 
 from r3mem.api import R3Mem
-from r3mem.memory_net import MemoryNetwork
+from r3mem.memory_net import MemoryNetwork, chunk_pool
 
 
 def _ids(r3: R3Mem, n: int, offset: int = 0) -> torch.Tensor:
@@ -83,3 +83,31 @@ def test_generate_returns_exact_length_and_is_deterministic(tiny):
     memory = net.write(net.initial(2, 4), _ids(tiny, 16).unsqueeze(0).repeat(2, 1)).detach()
     first, second = net.generate(memory, 11), net.generate(memory, 11)
     assert first.shape == (2, 11) and torch.equal(first, second)
+
+
+def test_chunk_pool_covers_each_token_once_in_contiguous_chunks():
+    tokens = torch.randn(2, 10, 3)
+    mask = torch.tensor([[1] * 10, [1] * 7 + [0] * 3])
+    pooled = chunk_pool(tokens, 4, mask)
+    for row, n in enumerate((10, 7)):
+        # chunk j starts at the first t with floor(t*4/n) >= j
+        bounds = [next(t for t in range(n + 1) if t == n or (t * 4) // n >= j) for j in range(5)]
+        for j in range(4):
+            part = tokens[row, bounds[j] : bounds[j + 1]]
+            assert len(part) in (n // 4, n // 4 + 1)
+            torch.testing.assert_close(pooled[row, j], part.sum(0) / len(part) ** 0.5)
+    assert bounds[-1] == 7, "padded positions belong to no chunk"
+
+
+def test_memory_is_pooled_embeddings_plus_gated_write_states(tiny):
+    """With the gate closed the memory is exactly the pooled segment; open, the write states add on."""
+    net = tiny.network
+    ids = _ids(tiny, 16).unsqueeze(0)
+    pooled = chunk_pool(net.embed(ids), 4)
+    with torch.no_grad():
+        net.projection.write_gate.fill_(0.0)
+        closed = net.write(net.initial(1, 4), ids)
+        net.projection.write_gate.fill_(1.0)
+        opened = net.write(net.initial(1, 4), ids)
+    torch.testing.assert_close(closed, pooled)
+    assert not torch.allclose(opened, pooled)

@@ -47,7 +47,10 @@ def test_resume_is_exact(tmp_path, data, monkeypatch):
     a, b = straight.network.trainable_state(), again.network.trainable_state()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
     rows = [json.loads(x) for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if not r.get("val")] == [1, 2, 3, 4]
+    assert [r["step"] for r in rows if not r.get("val") and "event" not in r] == [1, 2, 3, 4]
+    starts = [r for r in rows if r.get("event") == "start"]
+    assert [r["step"] for r in starts] == [0, 2], "each (re)start is logged with where it ran"
+    assert all(r["train_tokens"] > 0 and r["val_tokens"] > 0 and r["machine"] for r in starts)
     assert (tmp_path / "split" / "loss_curve.png").stat().st_size > 1000
     assert (tmp_path / "split" / "checkpoint" / "config.json").is_file()
 
@@ -59,7 +62,7 @@ def test_training_reduces_reconstruction_loss(tmp_path, data, monkeypatch):
                   save_every=60, w_hier=0.0, w_cyc=0.0, w_lm=0.0)
     train(cfg, r3, log=lambda _: None)
     rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    rec = [r["rec"] for r in rows if not r.get("val")]
+    rec = [r["rec"] for r in rows if not r.get("val") and "event" not in r]
     assert sum(rec[-5:]) / 5 < 0.9 * sum(rec[:5]) / 5, rec
 
 
@@ -92,7 +95,7 @@ def test_resume_without_optimizer_moments_continues(tmp_path, data, monkeypatch)
     train(_config(tmp_path, data, steps=3), _fresh(), log=said.append)
     assert any("moments restart" in line for line in said)
     rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if not r.get("val")] == [1, 2, 3]
+    assert [r["step"] for r in rows if not r.get("val") and "event" not in r] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")))

@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # results record the command that made them
     try:
         return args.func(args)
     except R3MemError as exc:

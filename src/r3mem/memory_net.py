@@ -40,13 +40,40 @@ ADAPTERS = ("compress", "expand")
 _MEMORY_PARAMS = ("initial_memory", "write_tokens", "markers")
 
 
+def chunk_pool(tokens: Tensor, m: int, mask: Tensor | None = None) -> Tensor:
+    """(B, T, d) segment embeddings -> (B, m, d): each vector sums one contiguous chunk.
+
+    Chunk j of a row of n real tokens holds positions t with floor(t*m/n) == j, so a
+    vector covers about n/m tokens whatever the segment length. Sums are divided by
+    sqrt(count): a sum of k near-orthogonal embeddings then keeps one embedding's norm.
+    """
+    batch, width, _ = tokens.shape
+    real = tokens.new_ones(batch, width) if mask is None else mask.to(tokens.dtype)
+    lengths = real.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
+    positions = torch.arange(width, device=tokens.device).unsqueeze(0)  # (1, T)
+    chunk = torch.div(positions * m, lengths, rounding_mode="floor").long().clamp(max=m - 1)  # (B, T)
+    assign = F.one_hot(chunk, m).to(torch.float32) * real.unsqueeze(-1).float()  # (B, T, m)
+    counts = assign.sum(1).clamp(min=1.0)  # (B, m)
+    return torch.einsum("btm,btd->bmd", assign, tokens.float()) / counts.sqrt().unsqueeze(-1)
+
+
 class MemoryProjection(nn.Module):
-    """Maps write-position hidden states into the input-embedding space.
+    """Makes a memory from the write states plus the segment's chunk-pooled embeddings.
+
+    Write states alone did not open the memory channel on this CPU's budget: with
+    random segments the reader learnt to ignore a memory that carried nothing yet,
+    and held-out reconstruction stayed at the no-memory level (0.33 after 290 steps
+    of the first run). Adding each chunk's pooled token embeddings gives the reader
+    a signal in its own input space from step one. The write states join through a
+    gate that starts small (0.1; not 0, so the recurrence is live from step one) and
+    carry what pooling cannot: order within a chunk and the recurrent past.
+    Probe (ratio 4, 32-token segments, L_rec only, batch 8, lr 1e-3, 150 steps):
+    held-out accuracy 0.59 with the pooled path; without it, training accuracy
+    stayed at 0.27-0.32, the no-memory level.
 
     Final hidden states have norm ~50 while SmolLM2's input embeddings have ~3.2
-    (DESIGN.md §6); fed raw they are out of distribution for the reader. A linear map
-    (identity at init), an RMS norm, then a learned per-channel gain initialised to
-    the embeddings' RMS brings them to the scale the reader expects.
+    (DESIGN.md §6): the write path is a linear map (identity at init), an RMS norm,
+    then a per-channel gain initialised to the embeddings' RMS.
     """
 
     def __init__(self, dim: int, embed_rms: float, eps: float = 1e-6) -> None:
@@ -55,12 +82,13 @@ class MemoryProjection(nn.Module):
         nn.init.eye_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
         self.gain = nn.Parameter(torch.full((dim,), float(embed_rms)))
+        self.write_gate = nn.Parameter(torch.tensor(0.1))
         self.eps = eps
 
-    def forward(self, hidden: Tensor) -> Tensor:
+    def forward(self, hidden: Tensor, pooled: Tensor) -> Tensor:
         x = self.linear(hidden)  # (B, m, d)
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return x * self.gain
+        return pooled + self.write_gate * x * self.gain
 
 
 @dataclass
@@ -162,6 +190,11 @@ class MemoryNetwork(nn.Module):
 
     def write_embeds(self, read_memory: Tensor, tokens: Tensor, segment_mask: Tensor | None = None) -> Tensor:
         """`write` on token embeddings (B, T, d): soft tokens for the cycle loss."""
+        states = self.write_states(read_memory, tokens, segment_mask)
+        return self.projection(states, chunk_pool(tokens, read_memory.shape[1], segment_mask))
+
+    def write_states(self, read_memory: Tensor, tokens: Tensor, segment_mask: Tensor | None = None) -> Tensor:
+        """Final hidden states (B, m, d) at the write positions, before the projection."""
         batch, m, _ = read_memory.shape
         write = self.write_tokens[:m].unsqueeze(0).expand(batch, -1, -1)  # (B, m, d)
         x = torch.cat([read_memory.to(tokens.dtype), tokens, write.to(tokens.dtype)], 1)
@@ -171,7 +204,7 @@ class MemoryNetwork(nn.Module):
             mask = torch.cat([ones, segment_mask, ones], 1)  # (B, m+T+m)
         with self.adapter("compress"):
             hidden = self._hidden(x, mask)  # (B, m+T+m, d)
-        return self.projection(hidden[:, -m:].float())
+        return hidden[:, -m:].float()
 
     def compress(self, segments: Iterable[Tensor], m: int) -> Iterator[Tensor]:
         """Recur over one document's segments; yield each segment's snapshot (m, d)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
+import sys
 
 from r3mem.eval.common import format_table, run_info, write_outputs
 
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace, load) -> int:
     r3 = load(args)
     result = module.run(args, r3)
     result.extra.setdefault("run", run_info())
+    result.extra.setdefault("command", "r3mem " + shlex.join(getattr(args, "argv", sys.argv[1:])))
     print(format_table(result.rows))
     write_outputs(result, args.json, args.plot, getattr(module, "plot", None))
     return 0

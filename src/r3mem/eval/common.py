@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from r3mem.errors import InvalidInput
+from r3mem.machine import run_info  # noqa: F401  (re-exported: eval results record it)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
@@ -52,22 +51,6 @@ def require_path(path: str) -> Path:
     if not source.exists():
         raise InvalidInput(f"evaluation data not found: {source}")
     return source
-
-
-def run_info() -> dict[str, Any]:
-    """Where and when a result was measured, stored with it."""
-    import os
-
-    import torch
-
-    cpu = platform.processor()
-    if Path("/proc/cpuinfo").is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"machine": f"{platform.machine()} {cpu}, {os.cpu_count()} cores".strip(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
     numeric = [int(h) for h in lengths if h != "all"]
     positions = _targets(len(ids), max(numeric, default=0), args.stride, args.limit)
     totals: dict[tuple[str, str], list[float]] = {}
+    per_target: dict[str, dict[str, list[float]]] = {}  # history -> method -> mean NLL per target
     bar = tqdm(total=len(lengths) * len(positions), desc="perplexity", unit="item")
     for h in lengths:
         for p in positions:
@@ -95,13 +96,15 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
                 acc[2] += len(history)
                 acc[3] += ctx
                 acc[4] += 1
+                per_target.setdefault(h, {}).setdefault(method, []).append(round(nll / max(1, count), 5))
             bar.update(1)
     bar.close()
     rows = [{"method": method, "history": h, "history_tokens": round(acc[2] / acc[4]),
              "context_tokens": round(acc[3] / acc[4]), "ppl": math.exp(acc[0] / acc[1]), "n": acc[4]}
             for (h, method), acc in totals.items()]
     return EvalResult("perplexity", str(args.data), r3.checkpoint_fingerprint, r3.base.name, rows,
-                      {"ratio": args.ratio, "memory_tokens": m, "target_len": TARGET_LEN})
+                      {"ratio": args.ratio, "memory_tokens": m, "target_len": TARGET_LEN,
+                       "nll_per_target": per_target})
 
 
 def plot(result: EvalResult, path: Path) -> None:

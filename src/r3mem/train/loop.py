@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 from r3mem.api import R3Mem
+from r3mem.machine import run_info
 from r3mem.train.config import TrainConfig
 from r3mem.train.data import HierarchyPairs, TokenCorpus, load_texts, step_rng
 from r3mem.train.losses import Objective
@@ -102,6 +103,13 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     weights = {"rec": cfg.w_rec, "lm": cfg.w_lm, "hier": cfg.w_hier, "cyc": cfg.w_cyc}
     objective, optimizer = accelerator.prepare(Objective(net, weights), optimizer)
     logfile = (out / "log.jsonl").open("a")
+    # Each (re)start records the machine and the data, so the model card can say where
+    # every stretch of the run was trained and on how many tokens.
+    start_row = {"event": "start", "step": start, "train_texts": len(train_texts), "train_tokens": len(corpus.ids),
+                 "val_texts": len(val_texts), "val_tokens": len(val_corpus.ids),
+                 "processes": accelerator.num_processes, **run_info()}
+    logfile.write(json.dumps(start_row) + "\n")
+    logfile.flush()
     record: dict = {}
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()

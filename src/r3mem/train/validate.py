@@ -48,7 +48,7 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    train_rows = [r for r in rows if not r.get("val")]
+    train_rows = [r for r in rows if not r.get("val") and "event" not in r]
     val_rows = [r for r in rows if r.get("val")]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for key in ("rec", "lm", "hier", "cyc"):

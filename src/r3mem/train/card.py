@@ -1,0 +1,240 @@
+"""The shipped checkpoint: a run's weights copied into the repository, and its model card.
+
+    python -m r3mem.train.card ship  RUN OUT   # the run's latest validated checkpoint, fp16
+    python -m r3mem.train.card write RUN OUT   # OUT/metrics.json and OUT/MODEL_CARD.md
+
+`make card` runs both with the evaluations between them. `write` reads only files: the
+run's log (steps, wall time, machines, token counts, the validation curve), its config,
+and the evaluation JSONs under OUT/eval/, so every figure in the card comes from a file
+that a named command wrote. fp16 halves the weights for git (the budget is 40 MB); the
+evaluations measure the fp16 file that ships, not the fp32 one it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+from statistics import fmean, stdev
+
+from r3mem.checkpoint import read_checkpoint
+from r3mem.errors import R3MemError
+
+# issue 4's floors, on held-out text, 128-token segments
+FLOORS = {"token_accuracy@4": 0.90, "token_accuracy@8": 0.70}
+ABLATION_KEYS = ("rec_acc_r4", "rec_acc_r8", "rec_nll_r4", "lm_nll_memory_r4")
+EVAL_FILES = {"reconstruct": "reconstruct.json", "perplexity": "perplexity.json"}
+# runs/ablation-NAME: configs/ablation-NAME.toml, the main config with one loss weight set to 0
+ABLATIONS = ("no-hier", "no-cyc", "rec-only")
+
+
+def ship(run: Path, out: Path, model: str | None = None) -> str:
+    """Copy the run's latest checkpoint into `out` as fp16; return its fingerprint."""
+    from r3mem.api import R3Mem
+    from r3mem.base_model import load_base_model
+
+    ckpt = read_checkpoint(run / "checkpoint")
+    base = load_base_model(model)
+    r3 = R3Mem.from_base(base, run / "checkpoint")
+    info = dict(ckpt.info) | {"source_run": str(run), "source_fingerprint": ckpt.fingerprint}
+    return r3.save_checkpoint(out, info=info, half=True)
+
+
+def read_log(run: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """(training rows, validation rows, start events) of a run's log.jsonl."""
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    starts = [r for r in rows if r.get("event") == "start"]
+    val = [r for r in rows if r.get("val")]
+    train = [r for r in rows if "event" not in r and not r.get("val")]
+    return train, val, starts
+
+
+def training_summary(run: Path, step: int) -> dict:
+    """Steps, wall time, tokens read and machines, up to the shipped `step`."""
+    train, val, starts = read_log(run)
+    train = [r for r in train if r["step"] <= step]
+    config = json.loads((run / "state" / "trainer.json").read_text()).get("config", {})
+    batch = config.get("batch_size", 0) * config.get("grad_accum", 1)
+    first = starts[0] if starts else {}
+    return {
+        "steps": step,
+        "train_seconds": round(train[-1]["elapsed_s"]) if train else 0,
+        # each step reads a window of two segments per sample
+        "segment_tokens_seen": sum(2 * r["seg_len"] * batch for r in train),
+        "train_texts": first.get("train_texts"), "train_tokens": first.get("train_tokens"),
+        "val_texts": first.get("val_texts"), "val_tokens": first.get("val_tokens"),
+        "val_books": config.get("val_books"),
+        "machines": sorted({f"{s['machine']}{', ' + s['gpu'] if 'gpu' in s else ''}, {s['threads']} threads, "
+                            f"torch {s['torch']}" for s in starts}),
+        "config": config,
+        "validation_curve": [{k: v for k, v in r.items() if k != "val"} for r in val if r["step"] <= step],
+    }
+
+
+def reconstruction(result: dict) -> dict:
+    """ratio -> the r3mem row's metrics."""
+    return {str(r["ratio"]): {k: r[k] for k in ("token_accuracy", "exact_match", "bleu4", "rougeL",
+                                                 "char_similarity", "entity_recall", "n")}
+            for r in result["rows"] if r["method"] == "r3mem"}
+
+
+def perplexity(result: dict) -> dict:
+    """history -> ppl per method, and memory's paired NLL gain over no context with its noise."""
+    out: dict = {}
+    for row in result["rows"]:
+        out.setdefault(row["history"], {})[row["method"]] = round(row["ppl"], 3)
+    for history, methods in result.get("nll_per_target", {}).items():
+        gains = [a - b for a, b in zip(methods["no_context"], methods["memory"], strict=True)]
+        spread = stdev(gains) / math.sqrt(len(gains)) if len(gains) > 1 else float("nan")
+        out[history]["memory_gain_nats"] = round(fmean(gains), 4)
+        out[history]["memory_gain_2se"] = round(2 * spread, 4)
+        out[history]["targets"] = len(gains)
+    return out
+
+
+def floors(recon: dict, ppl: dict) -> dict:
+    checks = {name: {"floor": floor, "measured": recon.get(name.split("@")[1], {}).get("token_accuracy")}
+              for name, floor in FLOORS.items()}
+    for check in checks.values():
+        check["met"] = check["measured"] is not None and check["measured"] >= check["floor"]
+    longest = ppl.get("all") or (ppl[max(ppl, key=lambda h: int(h) if h.isdigit() else 0)] if ppl else {})
+    gain, noise = longest.get("memory_gain_nats"), longest.get("memory_gain_2se")
+    checks["memory_beats_no_context"] = {"gain_nats": gain, "two_standard_errors": noise,
+                                         "met": gain is not None and noise is not None and gain > noise > 0}
+    return checks
+
+
+def collect(run: Path, out: Path) -> dict:
+    ckpt = read_checkpoint(out)
+    evals = {name: json.loads((out / "eval" / file).read_text())
+             for name, file in EVAL_FILES.items() if (out / "eval" / file).is_file()}
+    recon = reconstruction(evals["reconstruct"]) if "reconstruct" in evals else {}
+    ppl = perplexity(evals["perplexity"]) if "perplexity" in evals else {}
+    ablations = {}
+    for name in ABLATIONS:
+        other = run.parent / f"ablation-{name}"
+        if (other / "log.jsonl").is_file() and read_log(other)[1]:
+            last = read_log(other)[1][-1]
+            # the main run at the same step is the same short run with every loss on
+            full = [r for r in read_log(run)[1] if r["step"] == last["step"]]
+            ablations[name] = {"step": last["step"], **{k: last.get(k) for k in ABLATION_KEYS},
+                               "full": {k: full[0].get(k) for k in ABLATION_KEYS} if full else None}
+    return {
+        "checkpoint": ckpt.fingerprint, "base_model": ckpt.base_model,
+        "memory_config": ckpt.config.to_json(),
+        "weights_bytes": (out / "weights.safetensors").stat().st_size,
+        "training": training_summary(run, int(ckpt.info.get("step", 0))),
+        "reconstruction": recon, "perplexity": ppl, "floors": floors(recon, ppl), "ablations": ablations,
+        "evaluations": {name: {"command": ev.get("command"), "data": ev["data"], "run": ev.get("run"),
+                               "segment_len": ev.get("segment_len")}
+                        for name, ev in evals.items()},
+    }
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("—" if c is None else f"{c:.3f}" if isinstance(c, float) else str(c)
+                                for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(metrics: dict, notes: str) -> str:
+    t = metrics["training"]
+    recon, ppl, fl = metrics["reconstruction"], metrics["perplexity"], metrics["floors"]
+    ev = metrics["evaluations"]
+    parts = [
+        "# r3mem checkpoint: SmolLM2-135M-Instruct + R³Mem adapters\n",
+        "Generated by `python -m r3mem.train.card write` from the run log and the evaluation JSONs in "
+        "`eval/`; `make card` regenerates everything. Loaded by `R3Mem.load()` with no arguments.\n",
+        f"- checkpoint fingerprint `{metrics['checkpoint']}`; weights {metrics['weights_bytes'] / 1e6:.1f} MB (fp16)",
+        f"- base model `{metrics['base_model']}` (frozen); two LoRA adapters (compress, expand), rank "
+        f"{metrics['memory_config']['lora_rank']}; segment {metrics['memory_config']['segment_len']} tokens, "
+        f"up to {metrics['memory_config']['max_memory_tokens']} memory vectors",
+        "",
+        "## Floors (issue 4), on held-out text\n",
+        _table(["check", "floor", "measured", "met"],
+               [[k, v.get("floor", "gain > 2 SE"), v.get("measured", v.get("gain_nats")),
+                 "yes" if v["met"] else "**no**"]
+                for k, v in fl.items()]),
+        "",
+        "## Reconstruction from memory\n",
+        f"Command: `{(ev.get('reconstruct') or {}).get('command')}`. Each segment is compressed alone and "
+        "regenerated greedily; token accuracy is position-wise agreement of the regenerated tokens "
+        "with the source (stricter than the teacher-forced accuracy logged during training).\n",
+        _table(["ratio", "token accuracy", "BLEU-4", "exact match", "ROUGE-L", "entity recall", "segments"],
+               [[r, v["token_accuracy"], v["bleu4"], v["exact_match"], v["rougeL"], v["entity_recall"], v["n"]]
+                for r, v in recon.items()]),
+        "",
+        "## Long-context perplexity\n",
+        f"Command: `{(ev.get('perplexity') or {}).get('command')}`. Perplexity of the next 128 tokens; "
+        "gain = mean per-target NLL(no context) − NLL(memory), with two standard errors over targets.\n",
+        _table(["history", "no context", "memory", "truncated (same budget)", "full raw context (ceiling)",
+                "gain (nats)", "2 SE", "targets"],
+               [[h, v.get("no_context"), v.get("memory"), v.get("truncated"), v.get("full_context"),
+                 v.get("memory_gain_nats"), v.get("memory_gain_2se"), v.get("targets")] for h, v in ppl.items()]),
+        "",
+        "## Training\n",
+        f"- data: {t['train_texts']} training texts, {t['train_tokens']:,} tokens (`r3mem.train.data.load_texts`: "
+        "books, WikiText, SQuAD contexts, LoCoMo conversations); validation: {t['val_books']} "
+        f"({t['val_tokens']:,} tokens), never trained on",
+        f"- steps: {t['steps']}; segment tokens read: {t['segment_tokens_seen']:,}; wall time: "
+        f"{t['train_seconds'] / 3600:.2f} h",
+        f"- hardware: {'; '.join(t['machines']) or 'not recorded'}",
+        f"- config: `configs/{Path(t['config'].get('out_dir', 'run')).name}.toml`",
+        "",
+        "```toml", *(f"{k} = {json.dumps(v)}" for k, v in t["config"].items()), "```",
+        "",
+        "Learning curve (held-out validation, teacher-forced, 128-token segments): ![curve](loss_curve.png)\n",
+        _table(["step", "acc @4", "acc @8", "rec NLL @4", "LM NLL with memory @4", "LM NLL no context"],
+               [[r["step"], r.get("rec_acc_r4"), r.get("rec_acc_r8"), r.get("rec_nll_r4"),
+                 r.get("lm_nll_memory_r4"), r.get("lm_nll_no_context")] for r in t["validation_curve"]]),
+        "",
+        "## Ablations\n",
+        "Each ablation is the main config with one loss weight at 0 (`configs/ablation-NAME.toml`), "
+        "compared with the main run at the same step (same seed, same batches).\n",
+        _table(["run", "step", "acc @4", "acc @8", "rec NLL @4", "LM NLL with memory @4"],
+               [row for name, a in metrics["ablations"].items() for row in (
+                   [name, a["step"], *(a.get(k) for k in ABLATION_KEYS)],
+                   ["all losses", a["step"], *((a["full"] or {}).get(k) for k in ABLATION_KEYS)])])
+        if metrics["ablations"] else "Not run yet for this checkpoint (see the notes).",
+        "",
+        notes.strip(),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def write(run: Path, out: Path, notes_path: Path | None) -> dict:
+    metrics = collect(run, out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    if (run / "loss_curve.png").is_file():
+        shutil.copy2(run / "loss_curve.png", out / "loss_curve.png")
+    notes = notes_path.read_text() if notes_path and notes_path.is_file() else ""
+    (out / "MODEL_CARD.md").write_text(render(metrics, notes))
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m r3mem.train.card")
+    parser.add_argument("action", choices=("ship", "write"))
+    parser.add_argument("run", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--notes", type=Path, help="markdown appended to the card (what the figures mean)")
+    parser.add_argument("--model", help="base model the run trained (default: SmolLM2-135M-Instruct)")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "ship":
+            print(ship(args.run, args.out, args.model))
+        else:
+            print(json.dumps(write(args.run, args.out, args.notes)["floors"], indent=1))
+    except (R3MemError, OSError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
