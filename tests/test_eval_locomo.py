@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import r3mem.cli
-from r3mem import reader
+from r3mem import bm25, reader
 from r3mem.cli import main
 from r3mem.eval import locomo
-from r3mem.eval.retrievers import bm25, dense
+from r3mem.eval.retrievers import dense
 
 
 def conversation(sample_id, a, b, lines, qa):

@@ -5,10 +5,10 @@ import json
 import pytest
 
 import r3mem.cli
-from r3mem import reader
+from r3mem import bm25, reader
 from r3mem.cli import main
 from r3mem.eval import qa as qa_eval
-from r3mem.eval.retrievers import bm25, dense
+from r3mem.eval.retrievers import dense
 
 PARAGRAPHS = [
     ["Super Bowl 50 was won by the Denver Broncos. The game was played in Santa Clara. "

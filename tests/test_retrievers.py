@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from r3mem.eval.retrievers.bm25 import BM25Retriever, words
+from r3mem.bm25 import BM25Retriever, words
 
 CORPUS = ["The cat sat on the mat.", "The dog barked at the mailman.", "Cats and dogs are pets."]
 

@@ -144,7 +144,7 @@ def new_store(r3: R3Mem, method: str, ratio: float):
     if method == "r3mem":
         return R3MemStore(r3, ratio)
     if method == "bm25":
-        from r3mem.eval.retrievers.bm25 import BM25Retriever
+        from r3mem.bm25 import BM25Retriever
 
         return BM25Retriever()
     from r3mem.eval.retrievers.dense import DenseRetriever

@@ -123,7 +123,7 @@ class Ingested:
         """(chunks, retriever) over the question's whole article."""
         key = (kind, q.article)
         if key not in self._indexes:
-            from r3mem.eval.retrievers.bm25 import BM25Retriever
+            from r3mem.bm25 import BM25Retriever
             from r3mem.eval.retrievers.dense import DenseRetriever
 
             chunks = chunk_text(self.r3, "\n\n".join(self.articles[q.article]))

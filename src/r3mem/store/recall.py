@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from r3mem.bm25 import BM25Retriever
 from r3mem.errors import InvalidInput
-from r3mem.eval.retrievers.bm25 import BM25Retriever
 from r3mem.store.backend import StoreBackend
 from r3mem.store.encoder import RecordEncoder
 from r3mem.store.namespace import Namespace

@@ -1,4 +1,4 @@
-"""Okapi BM25 over raw texts: the lexical baseline for retrieval over memory.
+"""Okapi BM25 over raw texts: the store's lexical recall, and the baseline memory recall is measured against.
 
 Written out here (about 40 lines) instead of taken from a package so the score is
 hand-checkable and adds no dependency. With N documents, n(t) of them holding term t,
