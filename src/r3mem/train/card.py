@@ -27,8 +27,9 @@ from r3mem.errors import R3MemError
 FLOORS = {"token_accuracy@4": 0.90, "token_accuracy@8": 0.70}
 ABLATION_KEYS = ("rec_acc_r4", "rec_acc_r8", "rec_nll_r4", "lm_nll_memory_r4")
 EVAL_FILES = {"reconstruct": "reconstruct.json", "perplexity": "perplexity.json"}
-# runs/ablation-NAME: configs/ablation-NAME.toml, the main config with one loss weight set to 0
-ABLATIONS = ("no-hier", "no-cyc", "rec-only")
+# runs/ablation-NAME: configs/ablation-NAME.toml, one short run with every loss ("full") and
+# the same run with one loss weight set to 0, same seed and batches
+ABLATIONS = ("full", "no-hier", "no-cyc", "rec-only")
 
 
 def ship(run: Path, out: Path, model: str | None = None) -> str:
@@ -118,10 +119,7 @@ def collect(run: Path, out: Path) -> dict:
         other = run.parent / f"ablation-{name}"
         if (other / "log.jsonl").is_file() and read_log(other)[1]:
             last = read_log(other)[1][-1]
-            # the main run at the same step is the same short run with every loss on
-            full = [r for r in read_log(run)[1] if r["step"] == last["step"]]
-            ablations[name] = {"step": last["step"], **{k: last.get(k) for k in ABLATION_KEYS},
-                               "full": {k: full[0].get(k) for k in ABLATION_KEYS} if full else None}
+            ablations[name] = {"step": last["step"], **{k: last.get(k) for k in ABLATION_KEYS}}
     return {
         "checkpoint": ckpt.fingerprint, "base_model": ckpt.base_model,
         "memory_config": ckpt.config.to_json(),
@@ -193,12 +191,10 @@ def render(metrics: dict, notes: str) -> str:
                  r.get("lm_nll_memory_r4"), r.get("lm_nll_no_context")] for r in t["validation_curve"]]),
         "",
         "## Ablations\n",
-        "Each ablation is the main config with one loss weight at 0 (`configs/ablation-NAME.toml`), "
-        "compared with the main run at the same step (same seed, same batches).\n",
+        "One short run with every loss (`full`) and the same run with one loss weight at 0 "
+        "(`configs/ablation-NAME.toml`: same seed, same batches), validated on the same held-out windows.\n",
         _table(["run", "step", "acc @4", "acc @8", "rec NLL @4", "LM NLL with memory @4"],
-               [row for name, a in metrics["ablations"].items() for row in (
-                   [name, a["step"], *(a.get(k) for k in ABLATION_KEYS)],
-                   ["all losses", a["step"], *((a["full"] or {}).get(k) for k in ABLATION_KEYS)])])
+               [[name, a["step"], *(a.get(k) for k in ABLATION_KEYS)] for name, a in metrics["ablations"].items()])
         if metrics["ablations"] else "Not run yet for this checkpoint (see the notes).",
         "",
         notes.strip(),
