@@ -102,3 +102,16 @@ def test_resume_without_optimizer_moments_continues(tmp_path, data, monkeypatch)
 def test_shipped_configs_parse(path):
     cfg = TrainConfig.from_toml(path)
     assert cfg.out_dir.startswith("runs/") and cfg.w_rec > 0
+
+
+def test_resume_redoes_steps_past_the_saved_state_once(tmp_path, data, monkeypatch):
+    """A kill after a step that ran but was not saved: the resumed log lists that step once."""
+    monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
+    train(_config(tmp_path, data, steps=2, eval_every=100), _fresh(), log=lambda _: None)
+    log_path = tmp_path / "run" / "log.jsonl"
+    with log_path.open("a") as fh:  # step 3 ran, then the process died before saving
+        fh.write(json.dumps({"step": 3, "seg_len": 8, "m": 2, "rec": 9.9}) + "\n")
+    train(_config(tmp_path, data, steps=4, eval_every=100), _fresh(), log=lambda _: None)
+    rows = [json.loads(x) for x in log_path.read_text().splitlines()]
+    assert [r["step"] for r in rows if "rec" in r] == [1, 2, 3, 4]
+    assert 9.9 not in [r["rec"] for r in rows if "rec" in r]

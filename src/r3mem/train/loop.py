@@ -76,6 +76,19 @@ def load_state(path: Path, net, optimizer, log=print) -> dict:
     return meta
 
 
+def drop_rows_after(log_path: Path, step: int) -> None:
+    """Forget log rows past the saved state: a resumed run redoes those steps, and the
+    model card counts tokens and time from the log, so each step must appear once."""
+    if not log_path.is_file():
+        return
+    lines = [ln for ln in log_path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        tmp = log_path.with_suffix(".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in kept))
+        os.replace(tmp, log_path)
+
+
 def schedule(cfg: TrainConfig, step: int) -> tuple[int, int]:
     """Curriculum: the longest segment length and highest ratio index allowed at `step`."""
     progress = min(1.0, step / max(1, cfg.curriculum_steps))
@@ -95,6 +108,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     if (out / "state" / "trainer.json").is_file():
         meta = load_state(out / "state", net, optimizer, log)
         start, elapsed = meta["step"], meta.get("elapsed_s", 0.0)
+        drop_rows_after(out / "log.jsonl", start)
         log(f"resumed from step {start}")
     train_texts, val_texts = load_texts(Path(cfg.data_dir), cfg.val_books)
     corpus = TokenCorpus.build(train_texts, r3.tokenize)
