@@ -176,7 +176,7 @@ def render(metrics: dict, notes: str) -> str:
         "",
         "## Training\n",
         f"- data: {t['train_texts']} training texts, {t['train_tokens']:,} tokens (`r3mem.train.data.load_texts`: "
-        "books, WikiText, SQuAD contexts, LoCoMo conversations); validation: {t['val_books']} "
+        f"books, WikiText, SQuAD contexts, LoCoMo conversations); validation: {', '.join(t['val_books'] or [])} "
         f"({t['val_tokens']:,} tokens), never trained on",
         f"- steps: {t['steps']}; segment tokens read: {t['segment_tokens_seen']:,}; wall time: "
         f"{t['train_seconds'] / 3600:.2f} h",
