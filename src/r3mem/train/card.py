@@ -117,8 +117,9 @@ def collect(run: Path, out: Path) -> dict:
     ablations = {}
     for name in ABLATIONS:
         other = run.parent / f"ablation-{name}"
-        if (other / "log.jsonl").is_file() and read_log(other)[1]:
-            last = read_log(other)[1][-1]
+        validations = read_log(other)[1] if (other / "log.jsonl").is_file() else []
+        if validations:
+            last = validations[-1]
             ablations[name] = {"step": last["step"], **{k: last.get(k) for k in ABLATION_KEYS}}
     return {
         "checkpoint": ckpt.fingerprint, "base_model": ckpt.base_model,
