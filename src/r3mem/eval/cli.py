@@ -11,7 +11,8 @@ import importlib
 import shlex
 import sys
 
-from r3mem.eval.common import format_table, run_info, write_outputs
+from r3mem.eval.common import format_table, write_outputs
+from r3mem.machine import run_info
 
 # subcommand -> (module, help); each module declares its own default data in add_arguments
 SUBCOMMANDS = {

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from r3mem.errors import InvalidInput
-from r3mem.machine import run_info  # noqa: F401  (re-exported: eval results record it)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
