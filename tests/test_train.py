@@ -47,7 +47,9 @@ def test_resume_is_exact(tmp_path, data, monkeypatch):
     a, b = straight.network.trainable_state(), again.network.trainable_state()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
     rows = [json.loads(x) for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if not r.get("val") and "event" not in r] == [1, 2, 3, 4]
+    steps = [r for r in rows if not r.get("val") and "event" not in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert all(r["peak_rss_gb"] > 0 for r in steps), "each step records the memory the run needed"
     starts = [r for r in rows if r.get("event") == "start"]
     assert [r["step"] for r in starts] == [0, 2], "each (re)start is logged with where it ran"
     assert all(r["train_tokens"] > 0 and r["val_tokens"] > 0 and r["machine"] for r in starts)

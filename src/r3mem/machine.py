@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,3 +27,10 @@ def run_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     return info
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, in GiB: the training log records it so a
+    user can see what a config needs before the out-of-memory killer tells them."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**30 if sys.platform == "darwin" else peak / 2**20  # bytes on macOS, KiB on Linux

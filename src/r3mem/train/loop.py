@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 from r3mem.api import R3Mem
-from r3mem.machine import run_info
+from r3mem.machine import peak_rss_gb, run_info
 from r3mem.train.config import TrainConfig
 from r3mem.train.data import HierarchyPairs, TokenCorpus, load_texts, step_rng
 from r3mem.train.losses import Objective
@@ -150,7 +150,8 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
                 stats[key] = stats.get(key, 0.0) + float(val.detach()) / cfg.grad_accum
         elapsed += time.perf_counter() - t0
         row = {"step": step + 1, "seg_len": seg_len, "m": m, "elapsed_s": round(elapsed, 1),
-               "step_s": round(time.perf_counter() - t0, 2), **{k: round(v, 4) for k, v in stats.items()}}
+               "step_s": round(time.perf_counter() - t0, 2), "peak_rss_gb": round(peak_rss_gb(), 2),
+               **{k: round(v, 4) for k, v in stats.items()}}
         logfile.write(json.dumps(row) + "\n")
         logfile.flush()
         log(json.dumps(row))
