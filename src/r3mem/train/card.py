@@ -25,11 +25,12 @@ from r3mem.errors import R3MemError
 
 # issue 4's floors, on held-out text, 128-token segments
 FLOORS = {"token_accuracy@4": 0.90, "token_accuracy@8": 0.70}
-ABLATION_KEYS = ("rec_acc_r4", "rec_acc_r8", "rec_nll_r4", "lm_nll_memory_r4")
+ABLATION_KEYS = ("rec_acc_r4", "rec_acc_r8", "rec_nll_r4", "lm_nll_memory_r4", "elapsed_s")
 EVAL_FILES = {"reconstruct": "reconstruct.json", "perplexity": "perplexity.json"}
 # runs/ablation-NAME: configs/ablation-NAME.toml, one short run with every loss ("full") and
-# the same run with one loss weight set to 0, same seed and batches
-ABLATIONS = ("full", "no-hier", "no-cyc", "rec-only")
+# the same run with one loss weight set to 0, same seed and batches; the last one runs L_rec
+# alone for as long (in seconds) as "full" trains
+ABLATIONS = ("full", "no-hier", "no-cyc", "rec-only", "rec-only-equal-time")
 
 
 def ship(run: Path, out: Path, model: str | None = None) -> str:
@@ -118,9 +119,9 @@ def collect(run: Path, out: Path) -> dict:
     for name in ABLATIONS:
         other = run.parent / f"ablation-{name}"
         validations = read_log(other)[1] if (other / "log.jsonl").is_file() else []
-        if validations:
-            last = validations[-1]
-            ablations[name] = {"step": last["step"], **{k: last.get(k) for k in ABLATION_KEYS}}
+        if validations:  # every validation, so runs compare at equal steps and at equal seconds
+            ablations[name] = [{"step": v["step"], **{k: v.get(k) for k in ABLATION_KEYS},
+                                "elapsed_s": round(v.get("elapsed_s", 0))} for v in validations]
     return {
         "checkpoint": ckpt.fingerprint, "base_model": ckpt.base_model,
         "memory_config": ckpt.config.to_json(),
@@ -193,9 +194,13 @@ def render(metrics: dict, notes: str) -> str:
         "",
         "## Ablations\n",
         "One short run with every loss (`full`) and the same run with one loss weight at 0 "
-        "(`configs/ablation-NAME.toml`: same seed, same batches), validated on the same held-out windows.\n",
-        _table(["run", "step", "acc @4", "acc @8", "rec NLL @4", "LM NLL with memory @4"],
-               [[name, a["step"], *(a.get(k) for k in ABLATION_KEYS)] for name, a in metrics["ablations"].items()])
+        "(`configs/ablation-NAME.toml`: same seed, same batches), validated on the same held-out windows; "
+        "`rec-only-equal-time` is the `L_rec`-only run continued to about the wall time of `full`. "
+        "Train seconds is the wall time of the run's training steps: a loss that does not raise accuracy "
+        "per step may still not pay for its cost per second.\n",
+        _table(["run", "step", "acc @4", "acc @8", "rec NLL @4", "LM NLL with memory @4", "train seconds"],
+               [[name, a["step"], *(a.get(k) for k in ABLATION_KEYS)]
+                for name, rows in metrics["ablations"].items() for a in rows])
         if metrics["ablations"] else "Not run yet for this checkpoint (see the notes).",
         "",
         notes.strip(),
