@@ -89,6 +89,33 @@ def test_config_rejects_bad_fields(tmp_path):
     assert dataclasses.replace(TrainConfig(), steps=5).steps == 5
 
 
+def test_config_base_is_read_first_and_overridden(tmp_path):
+    (tmp_path / "parent.toml").write_text('steps = 7\nlr = 2e-3\nratios = [4, 8]\n[memory]\nr = 4\nalpha = 8\n')
+    sub = tmp_path / "variants"
+    sub.mkdir()
+    child = sub / "child.toml"
+    child.write_text('base = "../parent.toml"\nsteps = 9\n[memory]\nr = 16\n')
+    cfg = TrainConfig.from_toml(child)
+    assert (cfg.steps, cfg.lr, cfg.ratios) == (9, 2e-3, (4, 8))
+    assert cfg.memory == {"r": 16, "alpha": 8}
+    assert "base" not in cfg.to_json()
+
+
+def test_config_base_errors_are_named(tmp_path):
+    looped = tmp_path / "a.toml"
+    looped.write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(InvalidInput, match="base chain loops"):
+        TrainConfig.from_toml(looped)
+    orphan = tmp_path / "orphan.toml"
+    orphan.write_text('base = "missing.toml"\n')
+    with pytest.raises(InvalidInput, match="no such train config: .*missing.toml"):
+        TrainConfig.from_toml(orphan)
+    orphan.write_text("base = 3\n")
+    with pytest.raises(InvalidInput, match="base must be a file name"):
+        TrainConfig.from_toml(orphan)
+
+
 def test_resume_without_optimizer_moments_continues(tmp_path, data, monkeypatch):
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
     train(_config(tmp_path, data, steps=2), _fresh(), log=lambda _: None)

@@ -63,17 +63,13 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
-        source = Path(path)
-        if not source.is_file():
-            raise InvalidInput(f"no such train config: {source}")
-        try:
-            data = tomllib.loads(source.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidInput(f"train config {source} is not valid TOML: {exc}") from exc
+        """Read a config; a top-level `base = "other.toml"` (relative to this file) is read first
+        and this file's keys override it, so a variant states only what it changes."""
+        data = _read_layered(Path(path), seen=())
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InvalidInput(f"train config {source}: unknown field(s) {', '.join(unknown)}")
+            raise InvalidInput(f"train config {path}: unknown field(s) {', '.join(unknown)}")
         for name in ("val_books", "segment_lens", "ratios"):
             if name in data:
                 data[name] = tuple(data[name])
@@ -81,3 +77,28 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _read_layered(source: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """The TOML at `source` merged over its `base` chain; `memory` tables merge key by key."""
+    if not source.is_file():
+        raise InvalidInput(f"no such train config: {source}")
+    resolved = source.resolve()
+    if resolved in seen:
+        chain = " -> ".join(str(p) for p in (*seen, resolved))
+        raise InvalidInput(f"train config base chain loops: {chain}")
+    try:
+        data = tomllib.loads(source.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"train config {source} is not valid TOML: {exc}") from exc
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise InvalidInput(f"train config {source}: base must be a file name, got {base!r}")
+    merged = _read_layered(source.parent / base, seen=(*seen, resolved))
+    memory = {**merged.get("memory", {}), **data.get("memory", {})}
+    merged.update(data)
+    if memory:
+        merged["memory"] = memory
+    return merged
