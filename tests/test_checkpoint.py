@@ -7,6 +7,7 @@ import torch
 from tests.conftest import TINY_MEMORY, tiny_base
 
 from r3mem.api import R3Mem
+from r3mem.checkpoint import read_checkpoint
 from r3mem.errors import CheckpointError, CheckpointMismatch
 
 
@@ -41,6 +42,17 @@ def test_refuses_checkpoint_of_another_base_model(tiny, tmp_path):
     other = tiny_base(seed=1)
     with pytest.raises(CheckpointMismatch, match="made for base model tiny-llama"):
         R3Mem.from_base(other, tmp_path / "ckpt", device="cpu")
+    already_read = read_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(CheckpointMismatch, match="made for base model tiny-llama"):
+        R3Mem.from_base(other, already_read, device="cpu")
+
+
+def test_an_already_read_checkpoint_loads_like_its_directory(tiny, tmp_path):
+    _perturb(tiny)
+    fingerprint = tiny.save_checkpoint(tmp_path / "ckpt")
+    loaded = R3Mem.from_base(tiny_base(), read_checkpoint(tmp_path / "ckpt"), device="cpu")
+    a, b = tiny.network.trainable_state(), loaded.network.trainable_state()
+    assert all(torch.equal(a[k], b[k]) for k in a) and loaded.checkpoint_fingerprint == fingerprint
 
 
 def test_refuses_missing_corrupt_and_truncated(tiny, tmp_path):

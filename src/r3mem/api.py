@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from r3mem.base_model import BaseModel, load_base_model
-from r3mem.checkpoint import read_checkpoint, save_checkpoint
+from r3mem.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from r3mem.config import MemoryConfig
 from r3mem.errors import CheckpointMismatch, InvalidInput
 from r3mem.memory_file import Memory
@@ -65,16 +65,20 @@ class R3Mem:
     def from_base(
         cls,
         base: BaseModel,
-        checkpoint: Path | None = None,
+        checkpoint: Path | Checkpoint | None = None,
         device: str | None = None,
         config: MemoryConfig | None = None,
     ) -> R3Mem:
-        """Build from an already loaded base model (tests, training, other models)."""
+        """Build from an already loaded base model (tests, training, other models); `checkpoint`
+        is a directory, or a checkpoint the caller has already read (and may need more of)."""
         fingerprint = f"untrained-seed{(config or MemoryConfig()).init_seed}"
         state = None
+        if isinstance(checkpoint, Checkpoint):
+            checkpoint.require_base(base.fingerprint, f"with weights {checkpoint.fingerprint}")
+        elif checkpoint is not None:
+            checkpoint = read_checkpoint(checkpoint, expect_fingerprint=base.fingerprint)
         if checkpoint is not None:
-            ckpt = read_checkpoint(checkpoint, expect_fingerprint=base.fingerprint)
-            config, state, fingerprint = ckpt.config, ckpt.state, ckpt.fingerprint
+            config, state, fingerprint = checkpoint.config, checkpoint.state, checkpoint.fingerprint
         network = MemoryNetwork(base.model, config or MemoryConfig())
         if state is not None:
             network.load_trainable_state(state)

@@ -39,6 +39,17 @@ class Checkpoint:
     fingerprint: str
     info: dict[str, Any]
 
+    def require_base(self, fingerprint: str, where: str | Path) -> None:
+        """Refuse a base model other than the one these weights were trained on."""
+        _require_base(self.base_model, self.base_fingerprint, fingerprint, where)
+
+
+def _require_base(name: str, made_for: str, loaded: str, where: str | Path) -> None:
+    if made_for != loaded:
+        raise CheckpointMismatch(
+            f"checkpoint {where} was made for base model {name} ({made_for}), not the loaded one ({loaded})"
+        )
+
 
 def _file_hash(path: Path) -> str:
     digest = hashlib.sha256()
@@ -103,11 +114,8 @@ def read_checkpoint(path: str | Path, expect_fingerprint: str | None = None) -> 
         raise CheckpointError(f"corrupt checkpoint config {root / CONFIG_FILE}: {exc}") from exc
     if meta.get("format_version") != CONFIG_VERSION:
         raise CheckpointError(f"checkpoint format {meta.get('format_version')} is not {CONFIG_VERSION}")
-    if expect_fingerprint is not None and base["fingerprint"] != expect_fingerprint:
-        raise CheckpointMismatch(
-            f"checkpoint {root} was made for base model {base['name']} ({base['fingerprint']}), "
-            f"not the loaded one ({expect_fingerprint})"
-        )
+    if expect_fingerprint is not None:
+        _require_base(base["name"], base["fingerprint"], expect_fingerprint, root)
     fingerprint = _file_hash(root / WEIGHTS_FILE)
     if fingerprint != meta.get("weights_sha256_16"):
         raise CheckpointError(f"checkpoint weights {root / WEIGHTS_FILE} fail their checksum")

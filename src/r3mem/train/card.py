@@ -38,9 +38,9 @@ def ship(run: Path, out: Path, model: str | None = None) -> str:
     from r3mem.api import R3Mem
     from r3mem.base_model import load_base_model
 
-    ckpt = read_checkpoint(run / "checkpoint")
     base = load_base_model(model)
-    r3 = R3Mem.from_base(base, run / "checkpoint")
+    ckpt = read_checkpoint(run / "checkpoint", expect_fingerprint=base.fingerprint)
+    r3 = R3Mem.from_base(base, ckpt)
     info = dict(ckpt.info) | {"source_run": str(run), "source_fingerprint": ckpt.fingerprint}
     return r3.save_checkpoint(out, info=info, half=True)
 
