@@ -85,6 +85,27 @@ def test_generate_returns_exact_length_and_is_deterministic(tiny):
     assert first.shape == (2, 11) and torch.equal(first, second)
 
 
+def test_greedy_generation_agrees_with_the_teacher_forced_read(tiny):
+    """Decoding must see the inputs training scored: same memory, marker, positions, adapter.
+    Teacher-forcing the greedy output must then predict exactly that output at every position."""
+    net = tiny.network
+    _perturb_memory_path(net)
+    memory = net.write(net.initial(2, 4), torch.stack([_ids(tiny, 16), _ids(tiny, 16, 16)])).detach()
+    greedy = net.generate(memory, 12)
+    with torch.no_grad():
+        stats = net.read(memory, greedy, keep_logits=True)
+    assert torch.equal(stats.logits.argmax(-1).view_as(greedy), greedy)
+    assert stats.n_correct == greedy.numel()
+
+
+def _perturb_memory_path(net) -> None:
+    """Random LoRA B matrices, so the expand adapter is not the identity it starts as."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.02)
+
+
 def test_chunk_pool_covers_each_token_once_in_contiguous_chunks():
     tokens = torch.randn(2, 10, 3)
     mask = torch.tensor([[1] * 10, [1] * 7 + [0] * 3])
