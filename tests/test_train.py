@@ -68,6 +68,17 @@ def test_training_reduces_reconstruction_loss(tmp_path, data, monkeypatch):
     assert sum(rec[-5:]) / 5 < 0.9 * sum(rec[:5]) / 5, rec
 
 
+def test_longer_windows_train_and_resume(tmp_path, data, monkeypatch):
+    monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
+    train(_config(tmp_path, data, steps=2, window_segments=3), _fresh(), log=lambda _: None)
+    train(_config(tmp_path, data, steps=3, window_segments=3), _fresh(), log=lambda _: None)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if not r.get("val") and "event" not in r]
+    assert [r["step"] for r in steps] == [1, 2, 3] and all(r["lm"] > 0 for r in steps)
+    saved = json.loads((tmp_path / "run" / "state" / "trainer.json").read_text())
+    assert saved["config"]["window_segments"] == 3
+
+
 def test_curriculum_ramps_up():
     cfg = TrainConfig(segment_lens=(32, 64, 128), ratios=(4, 8, 2, 16), curriculum_steps=100)
     assert schedule(cfg, 0) == (1, 1)

@@ -34,6 +34,10 @@ class TrainConfig:
     segment_lens: tuple[int, ...] = (32, 64, 128)
     ratios: tuple[int, ...] = (2, 4, 8, 16)
     curriculum_steps: int = 500
+    # Consecutive segments per training window. Two only teach the memory to carry one
+    # segment forward (L_lm reads the memory of the segment before); more train the
+    # recurrence over longer histories, at a proportional cost in time and activations.
+    window_segments: int = 2
     w_rec: float = 1.0
     w_lm: float = 0.5
     w_hier: float = 0.5
@@ -47,6 +51,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "eval_every", "save_every", "val_windows")
+        if self.window_segments < 2:
+            raise InvalidInput(f"train config: window_segments must be >= 2, got {self.window_segments}")
         for name in positive:
             if getattr(self, name) < 1:
                 raise InvalidInput(f"train config: {name} must be >= 1, got {getattr(self, name)}")

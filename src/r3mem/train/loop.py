@@ -115,7 +115,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     val_corpus = TokenCorpus.build(val_texts, r3.tokenize)
     pairs = HierarchyPairs.build(train_texts) if cfg.w_hier > 0 else None
     weights = {"rec": cfg.w_rec, "lm": cfg.w_lm, "hier": cfg.w_hier, "cyc": cfg.w_cyc}
-    objective, optimizer = accelerator.prepare(Objective(net, weights), optimizer)
+    objective, optimizer = accelerator.prepare(Objective(net, weights, cfg.window_segments), optimizer)
     logfile = (out / "log.jsonl").open("a")
     # Each (re)start records the machine and the data, so the model card can say where
     # every stretch of the run was trained and on how many tokens.
@@ -135,8 +135,8 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
             rng = step_rng(cfg.seed, step, micro)
             seg_len = int(rng.choice(cfg.segment_lens[:n_len]))
             m = max(1, seg_len // int(rng.choice(cfg.ratios[:n_ratio])))
-            windows = torch.as_tensor(corpus.windows(rng, cfg.batch_size, 2 * seg_len), dtype=torch.long,
-                                      device=accelerator.device)
+            ids = corpus.windows(rng, cfg.batch_size, cfg.window_segments * seg_len)
+            windows = torch.as_tensor(ids, dtype=torch.long, device=accelerator.device)
             hier = None
             if pairs is not None:
                 hier = [tuple(r3.tokenize(x)[:seg_len] for x in triple)

@@ -5,7 +5,9 @@ per micro-batch, so gradients of both adapters and the memory tables synchronise
 
 - L_rec: -log p(x | mem(x)) for each segment of a window (marker `segment`) and for
   paragraphs and sentences (markers `paragraph`, `sentence`).
-- L_lm: -log p(segment t+1 | memory after segment t) (marker `continue`).
+- L_lm: -log p(segment t+1 | memory after segments 1..t) (marker `continue`), averaged over
+  the window's segments after the first. With windows of two segments the memory only ever
+  has to carry one segment forward; longer windows train the recurrence itself.
 - L_hier: -log p(q | mem(c)): a sentence from its paragraph's memory, the sentence's
   entities (joined by "; ") from the sentence's memory. The query sentence is not
   named to the reader: the loss rewards a paragraph memory that keeps every sentence.
@@ -39,26 +41,32 @@ def pad(batch: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
 class Objective(nn.Module):
     """Computes every weighted loss of one micro-batch; returns a dict of scalars."""
 
-    def __init__(self, network: MemoryNetwork, weights: dict[str, float]) -> None:
+    def __init__(self, network: MemoryNetwork, weights: dict[str, float], window_segments: int = 2) -> None:
         super().__init__()
         self.network = network
         self.weights = weights
+        self.window_segments = window_segments
 
     def forward(self, windows: Tensor, m: int, hier: list[tuple[list[int], list[int], list[int]]] | None,
                 hier_m: int) -> dict[str, Tensor]:
+        """`windows` (B, window_segments * L): consecutive segments, written into memory in turn."""
         net, w = self.network, self.weights
-        seg_len = windows.shape[1] // 2
-        first, second = windows[:, :seg_len], windows[:, seg_len:]  # (B, L) each
-        mem0 = net.write(net.initial(windows.shape[0], m), first)  # (B, m, d)
-        mem1 = net.write(mem0, second)
-        rec0 = net.read(mem0, first, keep_logits=w["cyc"] > 0)
-        rec1 = net.read(mem1, second)
-        out = {"rec": (rec0.nll_sum + rec1.nll_sum) / (rec0.n_tokens + rec1.n_tokens)}
-        out["acc"] = torch.tensor((rec0.n_correct + rec1.n_correct) / (rec0.n_tokens + rec1.n_tokens))
+        segments = windows.view(windows.shape[0], self.window_segments, -1).unbind(1)  # (B, L) each
+        memories, memory = [], net.initial(windows.shape[0], m)
+        for segment in segments:
+            memory = net.write(memory, segment)  # (B, m, d)
+            memories.append(memory)
+        recs = [net.read(mem, seg, keep_logits=i == 0 and w["cyc"] > 0)
+                for i, (mem, seg) in enumerate(zip(memories, segments, strict=True))]
+        n_tokens = sum(r.n_tokens for r in recs)
+        out = {"rec": sum(r.nll_sum for r in recs) / n_tokens}
+        out["acc"] = torch.tensor(sum(r.n_correct for r in recs) / n_tokens)
         if w["lm"] > 0:
-            out["lm"] = net.read(mem0, second, marker="continue").loss
+            pairs = zip(memories[:-1], segments[1:], strict=True)  # memory of 1..t, segment t+1
+            lm = [net.read(mem, seg, marker="continue").loss for mem, seg in pairs]
+            out["lm"] = sum(lm) / len(lm)
         if w["cyc"] > 0:
-            out["cyc"] = self.cycle(mem0, rec0.logits, first.shape)
+            out["cyc"] = self.cycle(memories[0], recs[0].logits, segments[0].shape)
         if w["hier"] > 0 and hier:
             out.update(self.hierarchy(hier, hier_m))
         total = sum(w[k] * v for k, v in out.items() if k in w) + (

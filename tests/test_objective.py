@@ -1,0 +1,65 @@
+"""The training objective against its definition, written out segment by segment."""
+
+import pytest
+import torch
+from tests.conftest import TINY_MEMORY, tiny_base
+
+from r3mem.api import R3Mem
+from r3mem.errors import InvalidInput
+from r3mem.train.config import TrainConfig
+from r3mem.train.losses import Objective
+
+WEIGHTS = {"rec": 1.0, "lm": 0.5, "hier": 0.0, "cyc": 0.1}
+
+
+def _net():
+    r3 = R3Mem.from_base(tiny_base(), device="cpu", config=TINY_MEMORY)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # move off the identity start, so every term depends on the memory
+        for p in r3.network.trainable_parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.02)
+    return r3.network
+
+
+def _spelled_out(net, segments, m):
+    """L_rec over every segment from its own memory; L_lm of segment t from the memory of 1..t-1."""
+    memories, memory = [], net.initial(segments[0].shape[0], m)
+    for seg in segments:
+        memory = net.write(memory, seg)
+        memories.append(memory)
+    recs = [net.read(mem, seg) for mem, seg in zip(memories, segments, strict=True)]
+    rec = sum(r.nll_sum for r in recs) / sum(r.n_tokens for r in recs)
+    lm = torch.stack([net.read(memories[t - 1], segments[t], marker="continue").loss
+                      for t in range(1, len(segments))]).mean()
+    return rec, lm
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_objective_matches_its_definition(k):
+    net = _net()
+    windows = torch.randint(5, 200, (2, k * 8), generator=torch.Generator().manual_seed(k))
+    with torch.no_grad():
+        out = Objective(net, WEIGHTS, window_segments=k)(windows, 2, None, 2)
+        rec, lm = _spelled_out(net, list(windows.view(2, k, 8).unbind(1)), 2)
+    assert torch.allclose(out["rec"], rec) and torch.allclose(out["lm"], lm)
+    assert torch.allclose(out["total"], rec + 0.5 * lm + 0.1 * out["cyc"])
+
+
+def test_a_longer_window_trains_the_memory_across_segments():
+    """With three segments, L_lm of the third reads a memory that went through the first."""
+    net = _net()
+    windows = torch.randint(5, 200, (2, 24), generator=torch.Generator().manual_seed(0))
+    changed = windows.clone()
+    changed[:, :8] = torch.randint(5, 200, (2, 8), generator=torch.Generator().manual_seed(1))
+    two = Objective(net, {**WEIGHTS, "cyc": 0.0}, window_segments=2)
+    three = Objective(net, {**WEIGHTS, "cyc": 0.0}, window_segments=3)
+    with torch.no_grad():
+        # the third segment's term alone: 2 * mean(lm2, lm3) - lm2
+        def third(ids):
+            return 2 * three(ids, 2, None, 2)["lm"] - two(ids[:, :16], 2, None, 2)["lm"]
+        assert not torch.allclose(third(windows), third(changed))
+
+
+def test_window_segments_must_be_at_least_two():
+    with pytest.raises(InvalidInput, match="window_segments"):
+        TrainConfig(window_segments=1)
