@@ -70,6 +70,7 @@ postgres-stop:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/mypy src
 
 bench: $(STAMP)
 	$(VENV)/bin/r3mem bench --json bench.json

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
@@ -111,7 +112,8 @@ class R3Mem:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def detokenize(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return cast(str, text)  # a flat id list decodes to one string
 
     def segments(self, ids: list[int]) -> Iterator[list[int]]:
         step = self.config.segment_len

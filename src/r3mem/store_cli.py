@@ -12,8 +12,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from r3mem.errors import InvalidInput
+
+if TYPE_CHECKING:  # the model stack is imported only by commands that load it
+    from r3mem.api import R3Mem
 
 
 def _namespace(args: argparse.Namespace):
@@ -38,7 +42,7 @@ def _metadata(raw: str | None) -> dict | None:
 class StoreCommands:
     """Binds parsed arguments to a store; the model loads only for commands that need it."""
 
-    def __init__(self, load_model: Callable[[argparse.Namespace], object]) -> None:
+    def __init__(self, load_model: Callable[[argparse.Namespace], R3Mem]) -> None:
         self.load_model = load_model
 
     def _store(self, args: argparse.Namespace):

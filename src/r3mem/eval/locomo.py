@@ -126,7 +126,7 @@ class R3MemStore:
             memory = torch.stack(self.memories[start : start + _SCORE_BATCH]).to(device, torch.float32)  # (B, m, d)
             target = ids.expand(memory.shape[0], -1)  # (B, Q)
             stats = net.read(memory, target, marker="continue", keep_logits=True)
-            token_nll = F.cross_entropy(stats.logits, target.reshape(-1), reduction="none")  # (B * Q,)
+            token_nll = F.cross_entropy(stats.kept_logits, target.reshape(-1), reduction="none")  # (B * Q,)
             scores += token_nll.view(memory.shape[0], -1).mean(1).tolist()
         return scores
 

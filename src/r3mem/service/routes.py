@@ -29,9 +29,11 @@ from r3mem.service.schemas import (
     DeletedCountOut,
     DeletedIdsOut,
     ErrorOut,
+    EventOut,
     ExportRequest,
     HealthOut,
     HistoryOut,
+    HitOut,
     HitsOut,
     ImportedOut,
     Level,
@@ -113,7 +115,7 @@ async def add_memories(body: AddRequest, key: Caller, store: Store, worker: Work
     messages = None if body.messages is None else [m.model_dump() for m in body.messages]
     records = await worker.run(store.add, namespace, text=body.text, messages=messages,
                                metadata=body.metadata, store_text=body.store_text)
-    return RecordsOut(records=[r.summary() for r in records])
+    return RecordsOut(records=[RecordOut.model_validate(r.summary()) for r in records])
 
 
 @router.get("/memories")
@@ -121,7 +123,8 @@ def list_memories(namespace: QueryNamespace, store: Store, level: Level | None =
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   offset: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0) -> RecordsOut:
     """Records inside the namespace, oldest first."""
-    return RecordsOut(records=[r.summary() for r in store.list(namespace, level, limit, offset)])
+    page = store.list(namespace, level, limit, offset)
+    return RecordsOut(records=[RecordOut.model_validate(r.summary()) for r in page])
 
 
 @router.get("/memories/{record_id}")
@@ -155,8 +158,9 @@ def delete_all_memories(namespace: QueryNamespace, store: Store) -> DeletedCount
 def memory_history(record_id: RecordId, namespace: QueryNamespace, store: Store) -> HistoryOut:
     """The record's audit trail, oldest first; kept after the record is deleted."""
     events = store.history(record_id, namespace)
-    return HistoryOut(events=[{"seq": e.seq, "record_id": e.record_id, "op": e.op, "at": e.at,
-                               **e.namespace.as_dict(), "detail": e.detail} for e in events])
+    return HistoryOut(events=[EventOut.model_validate({"seq": e.seq, "record_id": e.record_id, "op": e.op, "at": e.at,
+                                                       **e.namespace.as_dict(), "detail": e.detail})
+                              for e in events])
 
 
 @router.post("/recall")
@@ -165,7 +169,7 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
     namespace = authorize(key, body.namespace.value())
     hits = await worker.run(store.recall, body.query, namespace, top_k=body.top_k, level=body.level,
                             method=body.method)
-    return HitsOut(hits=[hit.as_dict() for hit in hits])
+    return HitsOut(hits=[HitOut.model_validate(hit.as_dict()) for hit in hits])
 
 
 @router.post("/ask")

@@ -20,7 +20,7 @@ Method = Literal["memory", "key", "bm25", "hybrid"]
 Role = Literal["user", "assistant", "system", "tool"]
 _ID_DOC = "1-128 letters, digits or _.@:+- starting with a letter or digit"
 # Documented, not enforced here: `Namespace` checks it, with the same message as in the CLI.
-_ID_SCHEMA = {"pattern": f"^{ID_PATTERN}$"}
+_ID_SCHEMA: dict[str, Any] = {"pattern": f"^{ID_PATTERN}$"}
 
 
 class _Strict(BaseModel):

@@ -49,6 +49,14 @@ class StoreBackend(ABC):
 
     url: str
 
+    @property
+    def redacted_url(self) -> str:
+        """The URL with its credentials masked, for messages and logs."""
+        if "@" in self.url and "://" in self.url:
+            scheme, rest = self.url.split("://", 1)
+            return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+        return self.url
+
     @abstractmethod
     def insert(self, records: list[Record], op: str = "add") -> None:
         """Add new records (ids must be unused) with one `op` event each."""

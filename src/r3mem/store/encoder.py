@@ -97,12 +97,12 @@ class RecordEncoder:
             for start in range(0, len(members), _BATCH):
                 batch = members[start : start + _BATCH]
                 width = max(len(token_ids[i]) for i in batch)
-                ids = torch.zeros(len(batch), width, dtype=torch.long)
+                padded = torch.zeros(len(batch), width, dtype=torch.long)
                 mask = torch.zeros(len(batch), width, dtype=torch.long)
                 for row, i in enumerate(batch):
-                    ids[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
+                    padded[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
                     mask[row, : len(token_ids[i])] = 1
-                snaps = net.write(net.initial(len(batch), m), ids.to(self.r3.device), mask.to(self.r3.device))
+                snaps = net.write(net.initial(len(batch), m), padded.to(self.r3.device), mask.to(self.r3.device))
                 for row, i in enumerate(batch):
                     out[i] = self._memory(snaps[row : row + 1].to(torch.float16).cpu(), [len(token_ids[i])])
         for i, text in enumerate(texts):

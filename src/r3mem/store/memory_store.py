@@ -8,6 +8,7 @@ for an id that never existed. The model is loaded only by operations that need i
 
 from __future__ import annotations
 
+import builtins  # `MemoryStore.list` shadows the builtin in annotations below it
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ class MemoryStore:
             if bad or not levels:
                 raise InvalidInput(f"levels must be a non-empty subset of {', '.join(DOCUMENT_LEVELS)}")
             units = document_units(_check_text(text), tuple(levels))
-        else:
+        elif messages is not None:
             units = message_units(messages)
             for unit in units:
                 _check_text(unit.text, "message")
@@ -189,7 +190,7 @@ class MemoryStore:
                                f"got limit {limit}, offset {offset}")
         return self.backend.find(namespace, level, limit, offset)
 
-    def history(self, record_id: str, namespace: Namespace) -> list[Event]:
+    def history(self, record_id: str, namespace: Namespace) -> builtins.list[Event]:
         events = self.backend.history(record_id, namespace)
         if not events:
             raise RecordNotFound(f"no record {record_id} in {namespace}")
@@ -210,7 +211,7 @@ class MemoryStore:
             raise InvalidInput(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
 
     def recall(self, query: str, namespace: Namespace, top_k: int = 5, level: str | None = None,
-               method: str = "memory") -> list[Hit]:
+               method: str = "memory") -> builtins.list[Hit]:
         """The `top_k` records inside `namespace` most relevant to `query`, best first."""
         _check_text(query, "query")
         self._check_level(level)
@@ -244,7 +245,7 @@ class MemoryStore:
             )
 
     def _rank_by_memory(self, query: str, namespace: Namespace, level: str | None, top_k: int,
-                        exact: bool) -> list[tuple[str, float]]:
+                        exact: bool) -> builtins.list[tuple[str, float]]:
         ids, keys = self.keys.get(namespace, level)
         if not ids:
             return []

@@ -74,7 +74,7 @@ def query_likelihood(encoder: RecordEncoder, memories: list[torch.Tensor], query
             memory = torch.stack([memories[i] for i in batch]).to(r3.device, torch.float32)  # (B, m, d)
             target = ids.expand(len(batch), -1)  # (B, Q)
             stats = r3.network.read(memory, target, marker="continue", keep_logits=True)
-            nll = F.cross_entropy(stats.logits, target.reshape(-1), reduction="none")  # (B * Q,)
+            nll = F.cross_entropy(stats.kept_logits, target.reshape(-1), reduction="none")  # (B * Q,)
             for i, score in zip(batch, (-nll.view(len(batch), -1).mean(1)).tolist(), strict=True):
                 scores[i] = score
     return scores

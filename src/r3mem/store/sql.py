@@ -12,7 +12,8 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,7 +28,20 @@ COLUMNS = (
     "updated_at", "memory_checksum", "checksum",
 )
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM records"
-Query = Callable[..., object]  # q(sql, params) -> cursor
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor both drivers share and this module reads."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def fetchone(self) -> Any: ...
+
+
+Query = Callable[..., Cursor]  # q(sql, params) -> cursor
 
 
 def _row(record: Record) -> tuple:
@@ -82,7 +96,7 @@ class SQLBackend(StoreBackend):
     def _connect(self): ...
 
     @abstractmethod
-    def _transaction(self, conn, write: bool) -> Iterator[Query]: ...
+    def _transaction(self, conn, write: bool) -> AbstractContextManager[Query]: ...
 
     @abstractmethod
     def _is_driver_error(self, exc: BaseException) -> bool: ...
@@ -115,13 +129,6 @@ class SQLBackend(StoreBackend):
                 raise
             self._drop_connection()
             raise StoreError(f"store {self.redacted_url}: {str(exc).strip().splitlines()[0]}") from exc
-
-    @property
-    def redacted_url(self) -> str:
-        if "@" in self.url and "://" in self.url:
-            scheme, rest = self.url.split("://", 1)
-            return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-        return self.url
 
     # -- writes ---------------------------------------------------------------------
     @staticmethod

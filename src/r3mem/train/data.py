@@ -22,7 +22,8 @@ def load_texts(data_dir: Path, val_books: tuple[str, ...]) -> tuple[list[str], l
     """(train texts, validation texts). Validation: the named books, never trained on."""
     if not data_dir.is_dir():
         raise InvalidInput(f"training data directory not found: {data_dir}")
-    train, val = [], []
+    train: list[str] = []
+    val: list[str] = []
     for book in sorted((data_dir / "books").glob("*.txt")):
         (val if book.name in val_books else train).append(read_corpus_text(book))
     wiki = data_dir / "wikitext" / "wiki.valid.tokens"

@@ -19,11 +19,13 @@ per micro-batch, so gradients of both adapters and the memory tables synchronise
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from r3mem.base_model import embedding_table
 from r3mem.memory_net import MemoryNetwork
 
 
@@ -59,27 +61,27 @@ class Objective(nn.Module):
         recs = [net.read(mem, seg, keep_logits=i == 0 and w["cyc"] > 0)
                 for i, (mem, seg) in enumerate(zip(memories, segments, strict=True))]
         n_tokens = sum(r.n_tokens for r in recs)
-        out = {"rec": sum(r.nll_sum for r in recs) / n_tokens}
+        out: dict[str, Tensor] = {"rec": torch.stack([r.nll_sum for r in recs]).sum() / n_tokens}
         out["acc"] = torch.tensor(sum(r.n_correct for r in recs) / n_tokens)
         if w["lm"] > 0:
             pairs = zip(memories[:-1], segments[1:], strict=True)  # memory of 1..t, segment t+1
             lm = [net.read(mem, seg, marker="continue").loss for mem, seg in pairs]
-            out["lm"] = sum(lm) / len(lm)
+            out["lm"] = torch.stack(lm).mean()
         if w["cyc"] > 0:
-            out["cyc"] = self.cycle(memories[0], recs[0].logits, segments[0].shape)
+            out["cyc"] = self.cycle(memories[0], recs[0].kept_logits, segments[0].shape)
         if w["hier"] > 0 and hier:
             out.update(self.hierarchy(hier, hier_m))
         total = sum(w[k] * v for k, v in out.items() if k in w) + (
             w["rec"] * out["rec_units"] if "rec_units" in out else 0
         )
-        out["total"] = total
+        out["total"] = cast(Tensor, total)  # a sum of tensors; `sum` types its 0 start as int
         return out
 
     def cycle(self, memory: Tensor, logits: Tensor, shape: torch.Size) -> Tensor:
         net = self.network
         probs = logits.softmax(-1)  # (B*L, V)
         hard = F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
-        tokens = (hard + probs - probs.detach()) @ net.causal_lm.get_input_embeddings().weight
+        tokens = (hard + probs - probs.detach()) @ embedding_table(net.causal_lm)
         again = net.write_embeds(net.initial(shape[0], memory.shape[1]), tokens.view(*shape, -1))
         scale = net.projection.gain.detach().pow(2).mean()
         return F.mse_loss(again, memory.detach()) / scale
