@@ -63,3 +63,18 @@ def test_a_longer_window_trains_the_memory_across_segments():
 def test_window_segments_must_be_at_least_two():
     with pytest.raises(InvalidInput, match="window_segments"):
         TrainConfig(window_segments=1)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    """The re-run in backward must use the adapter of the pass it re-runs, not the last one set."""
+    windows = torch.randint(5, 200, (2, 16), generator=torch.Generator().manual_seed(4))
+
+    def gradients(checkpointed: bool) -> list[torch.Tensor]:
+        net = _net()
+        net.activation_checkpointing = checkpointed
+        Objective(net, WEIGHTS)(windows, 2, None, 2)["total"].backward()
+        return [p.grad for p in net.trainable_parameters()]
+
+    plain, recomputed = gradients(False), gradients(True)
+    assert all(g is not None for g in plain)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, recomputed, strict=True))

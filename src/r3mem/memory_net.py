@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from transformers import GenerationConfig, PreTrainedModel
 
 from r3mem.base_model import CausalLM, embedding_table
@@ -132,6 +133,8 @@ class MemoryNetwork(nn.Module):
             self.lm = get_peft_model(base, lora, adapter_name=ADAPTERS[0])
             self.lm.add_adapter(ADAPTERS[1], lora)
         self._lora_params = [p for n, p in self.lm.named_parameters() if "lora_" in n]
+        # Recompute each LM pass in backward instead of keeping its activations (training only).
+        self.activation_checkpointing = False
 
         table = embedding_table(base).detach()  # (V, d)
         gen = torch.Generator().manual_seed(config.init_seed)
@@ -174,16 +177,28 @@ class MemoryNetwork(nn.Module):
             param.requires_grad_(True)
         yield
 
-    def _hidden(self, embeds: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    def _hidden(self, adapter: str, embeds: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """Final hidden states (B, T, d) of the LM under `adapter`.
+
+        With `activation_checkpointing` on, only the inputs are kept for backward and the
+        pass is re-run there. The adapter is chosen inside the re-run function: a write and a
+        read use different adapters, and the one active at backward time is neither's.
+        """
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return checkpoint(self._hidden_under, adapter, embeds, attention_mask, use_reentrant=False)
+        return self._hidden_under(adapter, embeds, attention_mask)
+
+    def _hidden_under(self, adapter: str, embeds: Tensor, attention_mask: Tensor | None) -> Tensor:
         positions = None
         if attention_mask is not None:
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.causal_lm.model(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=positions,
-            use_cache=False,
-        )
+        with self.adapter(adapter):
+            out = self.causal_lm.model(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=positions,
+                use_cache=False,
+            )
         return out.last_hidden_state
 
     def initial(self, batch: int, m: int) -> Tensor:
@@ -212,8 +227,7 @@ class MemoryNetwork(nn.Module):
         if segment_mask is not None:
             ones = segment_mask.new_ones(batch, m)
             mask = torch.cat([ones, segment_mask, ones], 1)  # (B, m+T+m)
-        with self.adapter("compress"):
-            hidden = self._hidden(x, mask)  # (B, m+T+m, d)
+        hidden = self._hidden("compress", x, mask)  # (B, m+T+m, d)
         return hidden[:, -m:].float()
 
     def compress(self, segments: Iterable[Tensor], m: int) -> Iterator[Tensor]:
@@ -251,8 +265,7 @@ class MemoryNetwork(nn.Module):
         mask = None
         if target_mask is not None:
             mask = torch.cat([target_mask.new_ones(batch, m + 1), target_mask[:, :-1]], 1)
-        with self.adapter("expand"):
-            hidden = self._hidden(x, mask)[:, m:]  # (B, T, d): position i predicts token i
+        hidden = self._hidden("expand", x, mask)[:, m:]  # (B, T, d): position i predicts token i
         scored_mask = None if target_mask is None else target_mask[:, score_from:]
         return self.token_nll(hidden[:, score_from:], target_ids[:, score_from:], scored_mask, keep_logits)
 

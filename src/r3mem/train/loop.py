@@ -103,6 +103,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
     net = r3.network.train()
+    net.activation_checkpointing = cfg.activation_checkpointing
     optimizer = _optimizer(net, cfg)
     start, elapsed = 0, 0.0
     if (out / "state" / "trainer.json").is_file():
