@@ -11,7 +11,8 @@ from tests.conftest import CORPUS, TINY_MEMORY, tiny_base
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
 from r3mem.train.config import TrainConfig
-from r3mem.train.loop import schedule, train
+from r3mem.train.loop import train
+from r3mem.train.schedules import curriculum, lr_factor
 
 
 @pytest.fixture
@@ -81,8 +82,27 @@ def test_longer_windows_train_and_resume(tmp_path, data, monkeypatch):
 
 def test_curriculum_ramps_up():
     cfg = TrainConfig(segment_lens=(32, 64, 128), ratios=(4, 8, 2, 16), curriculum_steps=100)
-    assert schedule(cfg, 0) == (1, 1)
-    assert schedule(cfg, 100) == (3, 4) == schedule(cfg, 10_000)
+    assert curriculum(cfg, 0) == (1, 1)
+    assert curriculum(cfg, 100) == (3, 4) == curriculum(cfg, 10_000)
+
+
+def test_lr_warms_up_then_anneals_linearly_and_holds():
+    cfg = TrainConfig(warmup_steps=10, lr_decay_start=100, lr_decay_steps=50, lr_final_fraction=0.2)
+    assert lr_factor(cfg, 0) == pytest.approx(0.1)
+    assert lr_factor(cfg, 9) == lr_factor(cfg, 100) == 1.0
+    assert lr_factor(cfg, 125) == pytest.approx(0.6)
+    assert lr_factor(cfg, 150) == pytest.approx(0.2) == lr_factor(cfg, 10_000)
+    # Fresh moments on resume warm up again from the resume step, inside the anneal too.
+    assert lr_factor(cfg, 125, warm_from=125) == pytest.approx(0.06)
+    assert lr_factor(cfg, 134, warm_from=125) == pytest.approx(0.6 - 0.8 * 9 / 50)
+    assert lr_factor(TrainConfig(warmup_steps=0), 0) == 1.0 == lr_factor(TrainConfig(), 10_000)
+
+
+@pytest.mark.parametrize("field, value", [("lr_decay_steps", -1), ("lr_decay_start", -1), ("warmup_steps", -1),
+                                          ("lr_final_fraction", 0.0), ("lr_final_fraction", 1.5)])
+def test_config_rejects_bad_lr_schedule(field, value):
+    with pytest.raises(InvalidInput, match=field):
+        TrainConfig(**{field: value})
 
 
 def test_config_rejects_bad_fields(tmp_path):
@@ -121,13 +141,17 @@ def test_config_base_is_read_first_and_overridden(tmp_path):
 
 def test_resume_without_optimizer_moments_continues(tmp_path, data, monkeypatch):
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
-    train(_config(tmp_path, data, steps=2), _fresh(), log=lambda _: None)
+    train(_config(tmp_path, data, steps=2, warmup_steps=2), _fresh(), log=lambda _: None)
     (tmp_path / "run" / "state" / "optimizer.safetensors").unlink()
     said: list[str] = []
-    train(_config(tmp_path, data, steps=3), _fresh(), log=said.append)
+    train(_config(tmp_path, data, steps=3, warmup_steps=2), _fresh(), log=said.append)
     assert any("moments restart" in line for line in said)
     rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if not r.get("val") and "event" not in r] == [1, 2, 3]
+    steps = [r for r in rows if not r.get("val") and "event" not in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    lr = _config(tmp_path, data).lr
+    assert steps[1]["lr"] == lr, "the first run had finished its warmup"
+    assert steps[2]["lr"] == pytest.approx(lr / 2), "fresh moments warm up again"
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")))

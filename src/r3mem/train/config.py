@@ -28,6 +28,11 @@ class TrainConfig:
     lr: float = 1e-3
     lr_memory: float = 1e-3
     warmup_steps: int = 20
+    # Linear anneal of both rates from `lr_decay_start` over `lr_decay_steps` steps down to
+    # `lr_final_fraction` of them (r3mem.train.schedules.lr_factor); 0 steps keeps them constant.
+    lr_decay_start: int = 0
+    lr_decay_steps: int = 0
+    lr_final_fraction: float = 0.1
     weight_decay: float = 0.0
     # Curriculum: segment lengths and ratios are sampled per batch from these lists;
     # `curriculum_steps` ramps from the first (shortest) entry to the full list.
@@ -62,6 +67,11 @@ class TrainConfig:
         for name in ("lr", "lr_memory"):
             if not getattr(self, name) > 0:
                 raise InvalidInput(f"train config: {name} must be > 0")
+        for name in ("warmup_steps", "lr_decay_start", "lr_decay_steps"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"train config: {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.lr_final_fraction <= 1:
+            raise InvalidInput(f"train config: lr_final_fraction must be in (0, 1], got {self.lr_final_fraction}")
         for name in ("w_rec", "w_lm", "w_hier", "w_cyc"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"train config: {name} must be >= 0")

@@ -24,6 +24,7 @@ from r3mem.machine import peak_rss_gb, run_info
 from r3mem.train.config import TrainConfig
 from r3mem.train.data import HierarchyPairs, TokenCorpus, load_texts, step_rng
 from r3mem.train.losses import Objective
+from r3mem.train.schedules import curriculum, lr_factor
 from r3mem.train.validate import plot_curves, validate
 
 
@@ -66,14 +67,14 @@ def load_state(path: Path, net, optimizer, log=print) -> dict:
     meta = json.loads((path / "trainer.json").read_text())
     if not (path / "optimizer.safetensors").is_file():
         log(f"warning: {path / 'optimizer.safetensors'} missing: optimizer moments restart from zero")
-        return meta
+        return {**meta, "moments_restored": False}
     flat = load_file(str(path / "optimizer.safetensors"))
     state: dict[int, dict] = {}
     for key, val in flat.items():
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = val
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return meta
+    return {**meta, "moments_restored": True}
 
 
 def drop_rows_after(log_path: Path, step: int) -> None:
@@ -89,14 +90,6 @@ def drop_rows_after(log_path: Path, step: int) -> None:
         os.replace(tmp, log_path)
 
 
-def schedule(cfg: TrainConfig, step: int) -> tuple[int, int]:
-    """Curriculum: the longest segment length and highest ratio index allowed at `step`."""
-    progress = min(1.0, step / max(1, cfg.curriculum_steps))
-    n_len = 1 + round(progress * (len(cfg.segment_lens) - 1))
-    n_ratio = 1 + round(progress * (len(cfg.ratios) - 1))
-    return n_len, n_ratio
-
-
 def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     """Train (or resume) until `cfg.steps`; returns the last validation record."""
     out = Path(cfg.out_dir)
@@ -105,10 +98,11 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     net = r3.network.train()
     net.activation_checkpointing = cfg.activation_checkpointing
     optimizer = _optimizer(net, cfg)
-    start, elapsed = 0, 0.0
+    start, elapsed, warm_from = 0, 0.0, 0
     if (out / "state" / "trainer.json").is_file():
         meta = load_state(out / "state", net, optimizer, log)
         start, elapsed = meta["step"], meta.get("elapsed_s", 0.0)
+        warm_from = start if not meta["moments_restored"] else 0
         drop_rows_after(out / "log.jsonl", start)
         log(f"resumed from step {start}")
     train_texts, val_texts = load_texts(Path(cfg.data_dir), cfg.val_books)
@@ -128,9 +122,10 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     record: dict = {}
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()
+        rate = lr_factor(cfg, step, warm_from)
         for group, base in zip(optimizer.param_groups, (cfg.lr, cfg.lr_memory), strict=True):
-            group["lr"] = base * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        n_len, n_ratio = schedule(cfg, step)
+            group["lr"] = base * rate
+        n_len, n_ratio = curriculum(cfg, step)
         stats: dict[str, float] = {}
         for micro in range(cfg.grad_accum):
             rng = step_rng(cfg.seed, step, micro)
@@ -150,7 +145,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
             for key, val in losses.items():
                 stats[key] = stats.get(key, 0.0) + float(val.detach()) / cfg.grad_accum
         elapsed += time.perf_counter() - t0
-        row = {"step": step + 1, "seg_len": seg_len, "m": m, "elapsed_s": round(elapsed, 1),
+        row = {"step": step + 1, "seg_len": seg_len, "m": m, "lr": cfg.lr * rate, "elapsed_s": round(elapsed, 1),
                "step_s": round(time.perf_counter() - t0, 2), "peak_rss_gb": round(peak_rss_gb(), 2),
                **{k: round(v, 4) for k, v in stats.items()}}
         logfile.write(json.dumps(row) + "\n")
