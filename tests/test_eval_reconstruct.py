@@ -39,8 +39,8 @@ def test_json_rows_and_plot(monkeypatch, tiny, tmp_path, text_file, capsys):
     assert result["model"] == "tiny-llama" and result["checkpoint"] == tiny.checkpoint_fingerprint
     assert [(r["method"], r["ratio"]) for r in result["rows"]] == [
         (m, r) for m in ("r3mem", "truncate", "prune") for r in RATIOS]
-    fields = ["method", "ratio", "token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity",
-              "entity_recall", "entities", "n"]
+    fields = ["method", "ratio", "token_accuracy", "aligned_token_accuracy", "exact_match", "bleu4", "rougeL",
+              "char_similarity", "entity_recall", "entities", "n"]
     for row in result["rows"]:
         assert list(row) == fields and row["n"] == 3
         assert all(0.0 <= row[m] <= 1.0 for m in reconstruct.METRICS)

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from r3mem.eval.metrics import (
+    aligned_token_accuracy,
     bleu4,
     char_similarity,
     corpus_bleu4,
@@ -46,6 +47,23 @@ from r3mem.eval.metrics import (
 )
 def test_token_accuracy(ref: list[int], hyp: list[int], expected: float) -> None:
     assert token_accuracy(ref, hyp) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("ref", "hyp", "expected"),
+    [
+        ([1, 2, 3], [0, 1, 2, 3], 3 / 4),  # one inserted token: the rest still counts, the extra one does not
+        ([1, 2, 3, 4], [2, 3, 4], 3 / 4),  # one dropped token
+        ([1, 2, 3, 4], [1, 2, 9, 4], 3 / 4),  # a substitution costs what it costs position-wise
+        ([1, 2], [1, 2, 3, 4], 2 / 4),  # extra tokens are charged, unlike position-wise
+        ([1, 2, 3], [3, 2, 1], 1 / 3),  # order matters
+        ([1, 2, 3], [], 0.0),
+        ([], [], 1.0),
+        ([], [7], 0.0),
+    ],
+)
+def test_aligned_token_accuracy(ref: list[int], hyp: list[int], expected: float) -> None:
+    assert aligned_token_accuracy(ref, hyp) == pytest.approx(expected)
 
 
 # --------------------------------------------------------------------------- exact_match
@@ -427,3 +445,14 @@ def test_token_accuracy_properties(ref: list[int], hyp: list[int]) -> None:
     assert token_accuracy(ref, ref) == 1.0
     if ref:  # (an empty reference with extra tokens is hallucination: 0.0)
         assert token_accuracy(ref, ref + hyp) == 1.0  # extra tokens never hurt
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(0, 3), max_size=10), st.lists(st.integers(0, 3), max_size=10))
+def test_aligned_token_accuracy_properties(ref: list[int], hyp: list[int]) -> None:
+    score = aligned_token_accuracy(ref, hyp)
+    assert 0.0 <= score <= 1.0
+    assert score == aligned_token_accuracy(hyp, ref), "symmetric: it divides by the longer one"
+    assert (score == 1.0) == (ref == hyp)
+    if len(ref) == len(hyp):
+        assert score >= token_accuracy(ref, hyp), "aligning can only find more matches in place"

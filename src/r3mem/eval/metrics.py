@@ -32,6 +32,7 @@ __all__ = [
     "squad_exact_match",
     "squad_f1",
     "token_accuracy",
+    "aligned_token_accuracy",
 ]
 
 T = TypeVar("T")
@@ -56,6 +57,22 @@ def token_accuracy(reference_ids: Sequence[int], hypothesis_ids: Sequence[int]) 
         return 1.0 if len(hypothesis_ids) == 0 else 0.0
     hits = sum(1 for r, h in zip(reference_ids, hypothesis_ids, strict=False) if r == h)
     return hits / n
+
+
+def aligned_token_accuracy(reference_ids: Sequence[int], hypothesis_ids: Sequence[int]) -> float:
+    """Tokens reproduced in order, allowing shifts: ``LCS(ref, hyp) / max(len(ref), len(hyp))``.
+
+    Position-wise accuracy scores a regeneration that is verbatim but for one inserted token
+    near the start as almost 0, because every later token is off by one. This measure aligns
+    first, so such a regeneration scores almost 1, while dividing by the longer sequence still
+    charges every missing, wrong or extra token. It equals 1 exactly when the two are equal, is
+    never below position-wise accuracy for equal lengths, and is reported beside it, not
+    instead of it. Two empty sequences score 1.0.
+    """
+    longest = max(len(reference_ids), len(hypothesis_ids))
+    if longest == 0:
+        return 1.0
+    return _lcs_length(reference_ids, hypothesis_ids) / longest
 
 
 def exact_match(reference: str, hypothesis: str) -> float:
@@ -116,7 +133,7 @@ def _clamp_unit(x: float) -> float:
 # --------------------------------------------------------------------------- ROUGE-L
 
 
-def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+def _lcs_length(a: Sequence[T], b: Sequence[T]) -> int:
     """Length of the longest common subsequence of ``a`` and ``b``.
 
     Classic O(len(a) * len(b)) DP keeping only two rows, each sized by the shorter input, so

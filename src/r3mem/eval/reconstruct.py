@@ -24,7 +24,7 @@ from r3mem.memory_file import Memory
 from r3mem.textio import read_corpus_text
 
 # averaged per segment; entity recall is pooled instead (see `average`)
-METRICS = ("token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity")
+METRICS = ("token_accuracy", "aligned_token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity")
 METHODS = ("r3mem", "truncate", "prune")
 
 
@@ -80,6 +80,7 @@ def score(ref_ids: list[int], ref_text: str, hyp_ids: list[int], hyp_text: str, 
         "entity_hits": hits,
         "entity_total": total,
         "token_accuracy": metrics.token_accuracy(ref_ids, hyp_ids),
+        "aligned_token_accuracy": metrics.aligned_token_accuracy(ref_ids, hyp_ids),
         "exact_match": metrics.exact_match(ref_text, hyp_text),
         "bleu4": metrics.bleu4(ref_text, hyp_text),
         "rougeL": metrics.rouge_l(ref_text, hyp_text),

@@ -78,8 +78,9 @@ def training_summary(run: Path, step: int) -> dict:
 
 def reconstruction(result: dict) -> dict:
     """ratio -> the r3mem row's metrics."""
-    return {str(r["ratio"]): {k: r[k] for k in ("token_accuracy", "exact_match", "bleu4", "rougeL",
-                                                 "char_similarity", "entity_recall", "n")}
+    keys = ("token_accuracy", "aligned_token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity",
+            "entity_recall", "n")
+    return {str(r["ratio"]): {k: r.get(k) for k in keys}
             for r in result["rows"] if r["method"] == "r3mem"}
 
 
@@ -163,9 +164,13 @@ def render(metrics: dict, notes: str) -> str:
         "## Reconstruction from memory\n",
         f"Command: `{(ev.get('reconstruct') or {}).get('command')}`. Each segment is compressed alone and "
         "regenerated greedily; token accuracy is position-wise agreement of the regenerated tokens "
-        "with the source (stricter than the teacher-forced accuracy logged during training).\n",
-        _table(["ratio", "token accuracy", "BLEU-4", "exact match", "ROUGE-L", "entity recall", "segments"],
-               [[r, v["token_accuracy"], v["bleu4"], v["exact_match"], v["rougeL"], v["entity_recall"], v["n"]]
+        "with the source (stricter than the teacher-forced accuracy logged during training; the floors "
+        "apply to it). Aligned accuracy is LCS / max(length) over tokens: it forgives a shift, not a "
+        "missing, wrong or extra token.\n",
+        _table(["ratio", "token accuracy", "aligned token accuracy", "BLEU-4", "exact match", "ROUGE-L",
+                "entity recall", "segments"],
+               [[r, v["token_accuracy"], v["aligned_token_accuracy"], v["bleu4"], v["exact_match"], v["rougeL"],
+                 v["entity_recall"], v["n"]]
                 for r, v in recon.items()]),
         "",
         "## Long-context perplexity\n",
