@@ -145,8 +145,9 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
             for key, val in losses.items():
                 stats[key] = stats.get(key, 0.0) + float(val.detach()) / cfg.grad_accum
         elapsed += time.perf_counter() - t0
-        row = {"step": step + 1, "seg_len": seg_len, "m": m, "lr": cfg.lr * rate, "elapsed_s": round(elapsed, 1),
-               "step_s": round(time.perf_counter() - t0, 2), "peak_rss_gb": round(peak_rss_gb(), 2),
+        row = {"step": step + 1, "seg_len": seg_len, "m": m, "lr": round(cfg.lr * rate, 9),
+               "elapsed_s": round(elapsed, 1), "step_s": round(time.perf_counter() - t0, 2),
+               "peak_rss_gb": round(peak_rss_gb(), 2),
                **{k: round(v, 4) for k, v in stats.items()}}
         logfile.write(json.dumps(row) + "\n")
         logfile.flush()
