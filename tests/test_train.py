@@ -141,17 +141,20 @@ def test_config_base_is_read_first_and_overridden(tmp_path):
 
 def test_resume_without_optimizer_moments_continues(tmp_path, data, monkeypatch):
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
-    train(_config(tmp_path, data, steps=2, warmup_steps=2), _fresh(), log=lambda _: None)
+    train(_config(tmp_path, data, steps=3, warmup_steps=3), _fresh(), log=lambda _: None)
     (tmp_path / "run" / "state" / "optimizer.safetensors").unlink()
     said: list[str] = []
-    train(_config(tmp_path, data, steps=3, warmup_steps=2), _fresh(), log=said.append)
+    train(_config(tmp_path, data, steps=4, warmup_steps=3), _fresh(), log=said.append)
     assert any("moments restart" in line for line in said)
+    # Stopped again inside that warmup, this time with its moments saved.
+    train(_config(tmp_path, data, steps=5, warmup_steps=3), _fresh(), log=lambda _: None)
     rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     steps = [r for r in rows if not r.get("val") and "event" not in r]
-    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5]
     lr = _config(tmp_path, data).lr
-    assert steps[1]["lr"] == lr, "the first run had finished its warmup"
-    assert steps[2]["lr"] == pytest.approx(lr / 2), "fresh moments warm up again"
+    assert steps[2]["lr"] == lr, "the first run had finished its warmup"
+    assert steps[3]["lr"] == pytest.approx(lr / 3), "fresh moments warm up again"
+    assert steps[4]["lr"] == pytest.approx(2 * lr / 3), "a second resume continues that warmup where it stood"
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")))

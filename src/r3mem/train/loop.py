@@ -102,7 +102,8 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     if (out / "state" / "trainer.json").is_file():
         meta = load_state(out / "state", net, optimizer, log)
         start, elapsed = meta["step"], meta.get("elapsed_s", 0.0)
-        warm_from = start if not meta["moments_restored"] else 0
+        # Kept in the state, so that a run stopped again during that warmup resumes it exactly.
+        warm_from = meta.get("warm_from", 0) if meta["moments_restored"] else start
         drop_rows_after(out / "log.jsonl", start)
         log(f"resumed from step {start}")
     train_texts, val_texts = load_texts(Path(cfg.data_dir), cfg.val_books)
@@ -154,7 +155,8 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
         log(json.dumps(row))
         done = step + 1
         if done % cfg.save_every == 0 or done == cfg.steps:
-            save_state(out / "state", net, optimizer, done, {"elapsed_s": elapsed, "config": cfg.to_json()})
+            save_state(out / "state", net, optimizer, done,
+                       {"elapsed_s": elapsed, "warm_from": warm_from, "config": cfg.to_json()})
         if done % cfg.eval_every == 0 or done == cfg.steps:
             net.eval()
             record = {"step": done, "val": True, "elapsed_s": round(elapsed, 1),
