@@ -41,13 +41,22 @@ def validate(net: MemoryNetwork, corpus: TokenCorpus, cfg: TrainConfig) -> dict[
 
 
 def plot_curves(log_path: Path, png_path: Path) -> None:
-    """Training losses and validation accuracy against step, from the JSONL log."""
+    """Write the loss-curve PNG of a run from its JSONL log."""
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    fig = curve_figure(rows)
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def curve_figure(rows: list[dict]):
+    """Training losses, learning rate and validation accuracy against step, from log rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     train_rows = [r for r in rows if not r.get("val") and "event" not in r]
     val_rows = [r for r in rows if r.get("val")]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -56,7 +65,14 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
         if pts:
             left.plot(*zip(*pts, strict=True), label=f"L_{key}", linewidth=0.8)
     left.set(xlabel="step", ylabel="loss", title="training losses", yscale="log")
-    left.legend()
+    left.legend(loc="upper left")
+    # The rate on a second axis: the run's phases (warmups, anneals, forks) explain its steps.
+    rates = [(r["step"], r["lr"]) for r in train_rows if "lr" in r]
+    if rates:
+        rate_axis = left.twinx()
+        rate_axis.plot(*zip(*rates, strict=True), color="grey", linestyle="--", linewidth=0.8, label="lr")
+        rate_axis.set(ylabel="learning rate", yscale="log")
+        rate_axis.legend(loc="upper right")
     for key in ("rec_acc_r4", "rec_acc_r8"):
         pts = [(r["step"], r[key]) for r in val_rows if key in r]
         if pts:
@@ -64,5 +80,4 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
     right.set(xlabel="step", ylabel="teacher-forced token accuracy", title="validation (held-out books)")
     right.legend()
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    return fig
