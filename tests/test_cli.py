@@ -93,3 +93,10 @@ def test_checkpoint_for_another_model(tmp_path, text_file, tiny_model_dir):
 def test_bad_usage_exits_2(tmp_path):
     assert run("compress", env_home=tmp_path).returncode == 2
     assert run("frobnicate", env_home=tmp_path).returncode == 2
+
+
+@pytest.mark.parametrize("beams", ["0", "17"])
+def test_expand_refuses_a_bad_beam_count_before_reading_anything(tmp_path, beams):
+    proc = run("expand", str(tmp_path / "absent.r3m"), "--beams", beams, env_home=tmp_path)
+    assert proc.returncode == 2
+    assert "beams must be an integer" in one_line_error(proc)

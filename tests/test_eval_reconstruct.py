@@ -8,6 +8,7 @@ import torch
 from tests.conftest import CORPUS
 
 import r3mem.cli
+from r3mem.decoding import DEFAULT_BEAMS
 from r3mem.errors import InvalidInput
 from r3mem.eval import reconstruct
 from r3mem.eval.baselines import prune, truncate
@@ -48,12 +49,34 @@ def test_json_rows_and_plot(monkeypatch, tiny, tmp_path, text_file, capsys):
     for row in (r for r in result["rows"] if r["method"] == "truncate"):  # full segments: exactly k / L
         assert row["token_accuracy"] == (SEG // row["ratio"]) / SEG
     assert png.stat().st_size > 1024
+    assert result["beams"] == DEFAULT_BEAMS
     assert "truncate" in capsys.readouterr().out
 
 
 def test_segment_len_longer_than_checkpoint_is_refused(monkeypatch, tiny, text_file, capsys):
     assert run_cli(monkeypatch, tiny, "--data", str(text_file), "--segment-len", "32") == 2
     assert "segment-len" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("beams", ["0", "17"])
+def test_beam_count_out_of_range_is_refused_before_any_work(monkeypatch, tiny, text_file, tmp_path, capsys, beams):
+    out = tmp_path / "r.json"
+    assert run_cli(monkeypatch, tiny, "--data", str(text_file), "--beams", beams, "--json", str(out)) == 2
+    assert "beams must be" in capsys.readouterr().err and not out.exists()
+
+
+def test_greedy_and_beam_rows_differ_only_in_r3mem_decoding(monkeypatch, tiny, text_file):
+    """--beams reaches the expansion: the calls carry it, and the baselines do not depend on it."""
+    seen = []
+    real_expand_ids = tiny.expand_ids
+    monkeypatch.setattr(tiny, "expand_ids", lambda *a, **kw: seen.append(kw["beams"]) or real_expand_ids(*a, **kw))
+    results = {}
+    for beams in (1, 3):
+        args = reconstruct.argparse.Namespace(data=str(text_file), segment_len=SEG, ratios=[4], limit=2, seed=0,
+                                              methods="r3mem,truncate", beams=beams)
+        results[beams] = reconstruct.run(args, tiny)
+    assert seen == [1, 3] and [results[b].extra["beams"] for b in (1, 3)] == [1, 3]
+    assert results[1].rows[1] == results[3].rows[1]  # truncate
 
 
 def test_shorter_segments_get_exactly_k_vectors(monkeypatch, tiny, text_file):

@@ -24,3 +24,16 @@ def test_main_render_only(tmp_path):
     (tmp_path / "results").mkdir()
     assert report.main(["--out", str(tmp_path / "results"), "--render-only"]) == 0
     assert (tmp_path / "results.md").read_text().startswith("# r3mem results")
+
+
+def test_reconstruction_tables_say_how_they_were_decoded(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    for name, beams in (("reconstruct", 4), ("reconstruct-greedy", 1)):
+        result = {"task": "reconstruct", "data": "/x/pg174.txt", "checkpoint": "c", "model": "M", "beams": beams,
+                  "rows": [{"method": "r3mem", "ratio": 4, "token_accuracy": 0.5}], "run": {}}
+        (out / f"{name}.json").write_text(json.dumps(result))
+    page = report.render(out, {})
+    beam_part, greedy_part = page.split("## reconstruct-greedy")
+    assert "r3mem decoded by 4-beam search" in beam_part and "r3mem decoded greedily" in greedy_part
+    assert "--beams 1" in greedy_part

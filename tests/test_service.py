@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import tarfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,8 @@ from r3mem.store.record import LEVELS
 ALICE, BOB = Namespace(user="alice"), Namespace(user="bob")
 ALICE_TEXT = "Alice keeps a green teapot. She drinks tea at noon.\n\nHer cat is called Miso."
 BOB_TEXT = "Bob hides the zebra code 4417 under his desk."
+# Bob's number on its own, not as a run inside a hex id, checksum or timestamp (those contain "4417" by chance).
+BOB_NUMBER = re.compile(rb"(?<![0-9a-f.])4417(?![0-9a-f])")
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -127,7 +130,7 @@ def test_a_key_never_reaches_another_users_memories(service, store, tmp_path):
             if status >= 400:
                 assert_error(response)
             leaked = body_bytes(response)
-            assert b"zebra" not in leaked and b"4417" not in leaked, (method, url)
+            assert b"zebra" not in leaked and not BOB_NUMBER.search(leaked), (method, url)
             if status < 400:
                 assert not any(i.encode() in leaked for i in bob_ids), (method, url)
     assert bob_state() == before

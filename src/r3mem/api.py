@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from r3mem.base_model import BaseModel, load_base_model
 from r3mem.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from r3mem.config import MemoryConfig
+from r3mem.decoding import DEFAULT_BEAMS, check_beams
 from r3mem.errors import CheckpointMismatch, InvalidInput
 from r3mem.memory_file import Memory
 from r3mem.memory_net import MemoryNetwork
@@ -164,9 +165,11 @@ class R3Mem:
             )
 
     @torch.no_grad()
-    def expand_ids(self, memory: Memory, segment: int | None = None, progress: bool = False) -> list[list[int]]:
+    def expand_ids(self, memory: Memory, segment: int | None = None, progress: bool = False,
+                   beams: int = DEFAULT_BEAMS) -> list[list[int]]:
         """Regenerate token ids of every segment (or one) from its snapshot."""
         self.check_compatible(memory)
+        check_beams(beams)
         if segment is not None and not -len(memory) <= segment < len(memory):
             raise InvalidInput(f"segment {segment} out of range: the memory has {len(memory)} segment(s)")
         order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
@@ -176,13 +179,14 @@ class R3Mem:
             batch = order[start : start + _EXPAND_BATCH]
             snaps = memory.snapshots[batch].to(self.device, torch.float32)  # (b, m, d)
             longest = max(memory.token_counts[i] for i in batch)
-            generated = self.network.generate(snaps, longest).tolist()
+            generated = self.network.generate(snaps, longest, beams=beams).tolist()
             out.extend(ids[: memory.token_counts[i]] for i, ids in zip(batch, generated, strict=True))
             bar.update(len(batch))
         bar.close()
         return out
 
-    def expand(self, memory: Memory, segment: int | None = None, progress: bool = False) -> str:
+    def expand(self, memory: Memory, segment: int | None = None, progress: bool = False,
+               beams: int = DEFAULT_BEAMS) -> str:
         """Reconstruct the text (or one segment of it) from memory alone."""
-        parts = self.expand_ids(memory, segment, progress)
+        parts = self.expand_ids(memory, segment, progress, beams)
         return self.detokenize([t for part in parts for t in part])

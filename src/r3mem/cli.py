@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from r3mem.decoding import DEFAULT_BEAMS, check_beams
 from r3mem.errors import InvalidInput, R3MemError
 
 
@@ -58,8 +59,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_expand(args: argparse.Namespace) -> int:
     from r3mem.memory_file import Memory
 
+    check_beams(args.beams)  # before anything is read or loaded
     memory = Memory.load(args.memory)
-    text = _load(args).expand(memory, segment=args.segment, progress=not args.quiet)
+    text = _load(args).expand(memory, segment=args.segment, progress=not args.quiet, beams=args.beams)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -148,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("expand", help="reconstruct text from a .r3m memory file")
     p.add_argument("memory")
     p.add_argument("--segment", type=int, help="expand only this segment (0-based)")
+    p.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
+                   help=f"beam-search width; 1 is greedy and about twice as fast (default {DEFAULT_BEAMS})")
     p.add_argument("-o", "--output", help="write the text here instead of stdout")
     _model_args(p)
     p.set_defaults(func=cmd_expand)

@@ -281,17 +281,20 @@ class MemoryNetwork(nn.Module):
         return ReadStats(nll, int(targets.numel()), correct, logits if keep_logits else None)
 
     @torch.no_grad()
-    def generate(self, memory: Tensor, n_tokens: int, marker: str = "segment") -> Tensor:
-        """Greedy expansion: (B, m, d) memory -> (B, n_tokens) token ids.
+    def generate(self, memory: Tensor, n_tokens: int, marker: str = "segment", beams: int = 1) -> Tensor:
+        """Expansion: (B, m, d) memory -> (B, n_tokens) token ids, greedy or by beam search.
 
         The length is known from the memory's metadata, so generation runs for exactly
-        n_tokens and never stops early at an end-of-text token.
+        n_tokens and never stops early at an end-of-text token. With `beams` > 1 the most
+        likely of `beams` continuations is kept: one early wrong token no longer drags the
+        rest of the segment after it.
         """
         empty = torch.empty(memory.shape[0], 0, self.hidden_size, device=memory.device)
         prefix = self._read_inputs(memory, marker, empty.to(self.embed_dtype))  # (B, m+1, d)
         settings = GenerationConfig(
             max_new_tokens=n_tokens,
             do_sample=False,
+            num_beams=beams,
             eos_token_id=None,
             pad_token_id=self.causal_lm.config.pad_token_id or 0,
         )

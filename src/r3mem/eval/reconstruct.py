@@ -16,6 +16,7 @@ from statistics import fmean
 import torch
 from tqdm.auto import tqdm
 
+from r3mem.decoding import DEFAULT_BEAMS, check_beams
 from r3mem.entities import RuleEntityExtractor
 from r3mem.errors import InvalidInput
 from r3mem.eval import metrics
@@ -46,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tokens per segment, at most the checkpoint's (default: the checkpoint's, 128)")
     parser.add_argument("--ratios", type=parse_list, default=[2, 4, 8, 16], help="comma-separated (default 2,4,8,16)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    parser.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
+                        help=f"beam-search width of r3mem's expansion; 1 is greedy (default {DEFAULT_BEAMS})")
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -98,7 +101,8 @@ def average(method: str, ratio, scores: list[dict]) -> dict:
 
 
 # -- methods ------------------------------------------------------------------------------
-def r3mem_scores(r3, segments: list[list[int]], k: int, entities: list[list[str]], desc: str) -> list[dict]:
+def r3mem_scores(r3, segments: list[list[int]], k: int, entities: list[list[str]], desc: str,
+                 beams: int = DEFAULT_BEAMS) -> list[dict]:
     """Compress each segment alone into exactly k vectors, then expand all of them in batches.
 
     A segment's detokenised text may re-tokenise differently, so the reference ids are those
@@ -110,7 +114,7 @@ def r3mem_scores(r3, segments: list[list[int]], k: int, entities: list[list[str]
     memories = [r3.compress(t, ratio=ratio) for t in tqdm(texts, desc=f"{desc} compress", leave=False)]
     stacked = Memory(torch.cat([m.snapshots for m in memories]), [c for m in memories for c in m.token_counts],
                      memories[0].segment_len, memories[0].model_fingerprint, memories[0].checkpoint_fingerprint)
-    parts = iter(r3.expand_ids(stacked, progress=True))
+    parts = iter(r3.expand_ids(stacked, progress=True, beams=beams))
     out = []
     for text, memory, ents in zip(texts, memories, entities, strict=True):
         hyp = [t for _ in range(len(memory)) for t in next(parts)]
@@ -156,6 +160,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
     torch.manual_seed(args.seed)
     segment_len = args.segment_len or r3.config.segment_len
     methods = parse_methods(getattr(args, "methods", ",".join(METHODS)))
+    beams = check_beams(getattr(args, "beams", DEFAULT_BEAMS))
     budget = check_budget(r3, segment_len, args.ratios)
     segments = cut_segments(r3, read_texts(args.data), segment_len, args.limit)
     if not segments:
@@ -167,7 +172,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
         for ratio, k in budget.items():
             desc = f"{method} x{ratio}"
             if method == "r3mem":
-                scores = r3mem_scores(r3, segments, k, entities, desc)
+                scores = r3mem_scores(r3, segments, k, entities, desc, beams)
             else:
                 module = importlib.import_module(f"r3mem.eval.baselines.{method}")
                 scores = baseline_scores(r3, module, segments, k, entities, desc)
@@ -175,6 +180,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
     return EvalResult(task="reconstruct", data=str(args.data), checkpoint=r3.checkpoint_fingerprint,
                       model=r3.base.name, rows=rows,
                       extra={"segment_len": segment_len, "segments": len(segments), "trained": r3.trained,
+                             "beams": beams,
                              "budget_tokens": {str(r): k for r, k in budget.items()}})
 
 

@@ -14,11 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from r3mem.decoding import describe as describe_decoding
 from r3mem.eval.common import format_table
 
 # Sized to finish in about 30 minutes on a 2-core CPU.
 COMMANDS = {
     "reconstruct": "eval reconstruct --limit 8 --ratios 2,4,8,16",
+    # the same segments decoded greedily, beside the default beam search: what the beams buy
+    "reconstruct-greedy": "eval reconstruct --limit 8 --ratios 2,4,8,16 --methods r3mem --beams 1",
     "perplexity": "eval perplexity --limit 3 --history 512,1024,2048,all",
     "qa": "eval qa --limit 16",
     "locomo": "eval locomo --conversations 1 --limit 8",
@@ -60,7 +63,8 @@ def render(out: Path, seconds: dict[str, float]) -> str:
                   f"checkpoint: `{result['checkpoint']}`",
                   f"- machine: {run.get('machine', '?')}, {run.get('threads', '?')} threads, torch "
                   f"{run.get('torch', '?')}; date: {run.get('date', '?')}"
-                  + (f"; wall time {wall:.0f} s" if wall is not None else ""), "",
+                  + (f"; wall time {wall:.0f} s" if wall is not None else "")
+                  + (f"; r3mem decoded {describe_decoding(result['beams'])}" if "beams" in result else ""), "",
                   "```", format_table(result["rows"]), "```", ""]
         if (out / f"{name}.png").is_file():
             lines += [f"![{name}](results/{name}.png)", ""]

@@ -21,6 +21,7 @@ from pathlib import Path
 from statistics import fmean, stdev
 
 from r3mem.checkpoint import read_checkpoint
+from r3mem.decoding import describe as describe_decoding
 from r3mem.errors import R3MemError
 
 # issue 4's floors, on held-out text, 128-token segments
@@ -74,6 +75,12 @@ def training_summary(run: Path, step: int) -> dict:
         "config": config,
         "validation_curve": [{k: v for k, v in r.items() if k != "val"} for r in val if r["step"] <= step],
     }
+
+
+def _decoding(result: dict | None) -> str:
+    """How the card's reconstructions were decoded: results written before beams were recorded
+    were greedy, the only decoding there was then."""
+    return describe_decoding((result or {}).get("beams") or 1)
 
 
 def reconstruction(result: dict) -> dict:
@@ -130,7 +137,8 @@ def collect(run: Path, out: Path) -> dict:
         "training": training_summary(run, int(ckpt.info.get("step", 0))),
         "reconstruction": recon, "perplexity": ppl, "floors": floors(recon, ppl), "ablations": ablations,
         "evaluations": {name: {"command": ev.get("command"), "data": ev["data"], "run": ev.get("run"),
-                               "segment_len": ev.get("segment_len")}
+                               "segment_len": ev.get("segment_len"),
+                               **({"beams": ev["beams"]} if "beams" in ev else {})}
                         for name, ev in evals.items()},
     }
 
@@ -163,7 +171,8 @@ def render(metrics: dict, notes: str) -> str:
         "",
         "## Reconstruction from memory\n",
         f"Command: `{(ev.get('reconstruct') or {}).get('command')}`. Each segment is compressed alone and "
-        "regenerated greedily; token accuracy is position-wise agreement of the regenerated tokens "
+        f"regenerated {_decoding(ev.get('reconstruct'))}; token accuracy is position-wise agreement of the "
+        "regenerated tokens "
         "with the source (stricter than the teacher-forced accuracy logged during training; the floors "
         "apply to it). Aligned accuracy is LCS / max(length) over tokens: it forgives a shift, not a "
         "missing, wrong or extra token.\n",
