@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("memory")
     p.add_argument("--segment", type=int, help="expand only this segment (0-based)")
     p.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
-                   help=f"beam-search width; 1 is greedy and about twice as fast (default {DEFAULT_BEAMS})")
+                   help=f"beam-search width; 1 is greedy and about 1.6 times as fast (default {DEFAULT_BEAMS})")
     p.add_argument("-o", "--output", help="write the text here instead of stdout")
     _model_args(p)
     p.set_defaults(func=cmd_expand)

@@ -9,7 +9,7 @@ from r3mem.errors import InvalidInput
 
 # Beam search by default: a reconstruction often drops or repeats one early token, and every
 # position after it then disagrees with the source; keeping the 4 most likely continuations
-# avoids many of those slips for about twice the time of greedy decoding (docs/results.md sets
+# avoids many of those slips for about 1.6 times the time of greedy decoding (docs/results.md sets
 # the "reconstruct" table, 4 beams, beside "reconstruct-greedy" on the same segments).
 # 1 is greedy, for when speed matters more than fidelity.
 DEFAULT_BEAMS = 4
