@@ -286,7 +286,7 @@ class MemoryNetwork(nn.Module):
 
         The length is known from the memory's metadata, so generation runs for exactly
         n_tokens and never stops early at an end-of-text token. With `beams` > 1 the most
-        likely of `beams` continuations is kept: one early wrong token no longer drags the
+        likely of `beams` continuations is kept, so one early wrong token is less likely to drag the
         rest of the segment after it.
         """
         empty = torch.empty(memory.shape[0], 0, self.hidden_size, device=memory.device)
