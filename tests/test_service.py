@@ -233,6 +233,8 @@ def test_bad_input_is_refused_with_one_error_line_and_changes_nothing(service, s
         ("POST", "/v1/recall", {"json": {**ns, "query": "tea", "level": "chapter"}}),
         ("POST", "/v1/recall", {"json": {**ns, "query": "tea", "top_k": 0}}),
         ("POST", "/v1/recall", {"json": {**ns, "query": "tea", "method": "magic"}}),
+        ("POST", "/v1/recall", {"json": {**ns, "query": "tea", "beams": 0}}),
+        ("POST", "/v1/ask", {"json": {**ns, "question": "tea?", "beams": 17}}),
         ("POST", "/v1/ask", {"json": {**ns, "question": ""}}),
         ("GET", "/v1/memories?user=alice&level=chapter", {}),
         ("GET", "/v1/memories", {}),
@@ -251,6 +253,20 @@ def test_bad_input_is_refused_with_one_error_line_and_changes_nothing(service, s
     assert store.stats(ALICE) == stats
     assert client.post("/v1/import", headers={**alice, "Content-Type": "application/gzip",
                                               "Content-Length": str(100 << 20)}, content=b"").status_code == 413
+
+
+def test_recall_reconstructs_memory_only_records_with_the_requested_beams(service, store):
+    _app, client, alice = service
+    ns = {"namespace": {"user": "alice"}}
+    added = client.post("/v1/memories", headers=alice, json={**ns, "text": "The cat is called Tom.", "store_text": False})
+    assert added.status_code == 201, added.text
+    for beams in (1, 2):
+        response = client.post("/v1/recall", headers=alice, json={**ns, "query": "cat", "top_k": 1, "beams": beams})
+        assert response.status_code == 200, response.text
+        hit = response.json()["hits"][0]
+        record = store.get(hit["id"], ALICE)
+        assert hit["text_source"] == "reconstructed"
+        assert hit["text"] == store.encoder.r3.expand(store.encoder.as_memory(record), beams=beams)
 
 
 def test_concurrent_requests_share_one_model_one_call_at_a_time(service, store, tiny):

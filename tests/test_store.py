@@ -106,6 +106,17 @@ def test_memory_only_records_are_reconstructed_and_text_is_not_stored(store, sto
         assert b"Never write this" not in raw
 
 
+def test_recall_reconstructs_with_the_requested_beam_width(store):
+    store.add(ALICE, text="Never write this sentence down.", store_text=False)
+    for beams in (1, 3):
+        hit = store.recall("sentence", ALICE, top_k=1, beams=beams)[0]
+        assert hit.text_source == "reconstructed"
+        assert hit.text == store.encoder.r3.expand(store.encoder.as_memory(hit.record), beams=beams)
+    for bad in (0, 17, "4", True):
+        with pytest.raises(InvalidInput, match="beams"):
+            store.recall("sentence", ALICE, beams=bad)
+
+
 def _sqlite_files(url):
     from pathlib import Path
 

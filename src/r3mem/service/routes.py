@@ -168,7 +168,7 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
     """The records most relevant to the query, best first."""
     namespace = authorize(key, body.namespace.value())
     hits = await worker.run(store.recall, body.query, namespace, top_k=body.top_k, level=body.level,
-                            method=body.method)
+                            method=body.method, beams=body.beams)
     return HitsOut(hits=[HitOut.model_validate(hit.as_dict()) for hit in hits])
 
 
@@ -176,7 +176,8 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
 async def ask(body: AskRequest, key: Caller, store: Store, worker: Worker) -> AnswerOut:
     """Recall, then answer the question from the recalled records' texts."""
     namespace = authorize(key, body.namespace.value())
-    answer = await worker.run(store.ask, body.question, namespace, top_k=body.top_k, method=body.method)
+    answer = await worker.run(store.ask, body.question, namespace, top_k=body.top_k, method=body.method,
+                              beams=body.beams)
     return AnswerOut(answer=answer.answer, record_ids=answer.record_ids)
 
 
