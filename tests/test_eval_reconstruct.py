@@ -51,6 +51,16 @@ def test_json_rows_and_plot(monkeypatch, tiny, tmp_path, text_file, capsys):
     assert png.stat().st_size > 1024
     assert result["beams"] == DEFAULT_BEAMS
     assert "truncate" in capsys.readouterr().out
+    # the first SAMPLES segments of every method and ratio, with the text each was scored on
+    samples = result["samples"]
+    assert [(x["method"], x["ratio"], x["segment"]) for x in samples] == [
+        (m, r, i) for m in ("r3mem", "truncate", "prune") for r in RATIOS for i in range(reconstruct.SAMPLES)]
+    sources = {x["source"] for x in samples}
+    assert len(sources) == reconstruct.SAMPLES and all(isinstance(x["reconstruction"], str) for x in samples)
+    for x in (x for x in samples if x["method"] == "truncate" and x["segment"] == 0):
+        row = next(r for r in result["rows"] if r["method"] == "truncate" and r["ratio"] == x["ratio"])
+        assert x["token_accuracy"] == row["token_accuracy"]  # each segment scores exactly k / L
+        assert x["source"] in sources and x["reconstruction"] != x["source"]
 
 
 def test_segment_len_longer_than_checkpoint_is_refused(monkeypatch, tiny, text_file, capsys):

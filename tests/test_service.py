@@ -258,7 +258,8 @@ def test_bad_input_is_refused_with_one_error_line_and_changes_nothing(service, s
 def test_recall_reconstructs_memory_only_records_with_the_requested_beams(service, store):
     _app, client, alice = service
     ns = {"namespace": {"user": "alice"}}
-    added = client.post("/v1/memories", headers=alice, json={**ns, "text": "The cat is called Tom.", "store_text": False})
+    added = client.post("/v1/memories", headers=alice,
+                        json={**ns, "text": "The cat is called Tom.", "store_text": False})
     assert added.status_code == 201, added.text
     for beams in (1, 2):
         response = client.post("/v1/recall", headers=alice, json={**ns, "query": "cat", "top_k": 1, "beams": beams})

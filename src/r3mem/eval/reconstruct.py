@@ -27,6 +27,9 @@ from r3mem.textio import read_corpus_text
 # averaged per segment; entity recall is pooled instead (see `average`)
 METRICS = ("token_accuracy", "aligned_token_accuracy", "exact_match", "bleu4", "rougeL", "char_similarity")
 METHODS = ("r3mem", "truncate", "prune")
+# Segments per method and ratio whose source and regenerated text go into the JSON: a figure
+# says how much came back, a sample shows what a miss looks like (a shift, a paraphrase, a loop).
+SAMPLES = 2
 
 
 def parse_list(text: str) -> list[float | int]:
@@ -80,6 +83,8 @@ def cut_segments(r3, texts: list[str], segment_len: int, limit: int | None) -> l
 def score(ref_ids: list[int], ref_text: str, hyp_ids: list[int], hyp_text: str, entities: list[str]) -> dict:
     hits, total = metrics.entity_hits(entities, hyp_text)
     return {
+        "source": ref_text,
+        "reconstruction": hyp_text,
         "entity_hits": hits,
         "entity_total": total,
         "token_accuracy": metrics.token_accuracy(ref_ids, hyp_ids),
@@ -167,7 +172,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
         raise InvalidInput(f"{args.data} holds no full segment of {segment_len} tokens")
     extractor = RuleEntityExtractor()
     entities = [[e.text for e in extractor.extract(r3.detokenize(seg))] for seg in segments]
-    rows = []
+    rows, samples = [], []
     for method in methods:
         for ratio, k in budget.items():
             desc = f"{method} x{ratio}"
@@ -177,11 +182,15 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
                 module = importlib.import_module(f"r3mem.eval.baselines.{method}")
                 scores = baseline_scores(r3, module, segments, k, entities, desc)
             rows.append(average(method, ratio, scores))
+            samples += [{"method": method, "ratio": ratio, "segment": i,
+                         **{key: s[key] for key in ("token_accuracy", "aligned_token_accuracy", "source",
+                                                    "reconstruction")}}
+                        for i, s in enumerate(scores[:SAMPLES])]
     return EvalResult(task="reconstruct", data=str(args.data), checkpoint=r3.checkpoint_fingerprint,
                       model=r3.base.name, rows=rows,
                       extra={"segment_len": segment_len, "segments": len(segments), "trained": r3.trained,
                              "beams": beams,
-                             "budget_tokens": {str(r): k for r, k in budget.items()}})
+                             "budget_tokens": {str(r): k for r, k in budget.items()}, "samples": samples})
 
 
 def plot(result: EvalResult, path: Path) -> None:
