@@ -38,9 +38,15 @@ def test_compress_info_expand(tmp_path, tiny_model_dir, text_file):
     info = run("info", str(out), "--json", env_home=tmp_path)
     assert info.returncode == 0
     fields = json.loads(info.stdout)
-    assert fields["ratio"] == 128 / 32 and fields["segments"] == 1
+    assert fields["ratio"] == 128 / 32 and fields["segments"] == 1 and fields["verifiable"] is True
     proc = run("-q", "expand", str(out), "--model", str(tiny_model_dir), env_home=tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip()
+    proc = run("expand", str(out), "--model", str(tiny_model_dir), "--beams", "1", env_home=tmp_path)
+    assert proc.returncode == 0 and "verified: 0 of 1 segment(s)" in proc.stderr  # an untrained model
+    target = tmp_path / "back.txt"
+    proc = run("-q", "expand", str(out), "--model", str(tiny_model_dir), "--require-verified", "-o", str(target),
+               env_home=tmp_path)
+    assert proc.returncode == 9 and "segment(s) 0 differ" in one_line_error(proc) and not target.exists()
 
 
 def test_non_utf8_input(tmp_path, tiny_model_dir):

@@ -37,5 +37,9 @@ def test_demo_runs_and_reports_figures(real):
     figures = run_demo(real, ratio=4, say=lines.append)
     assert figures["segments"] == len(real.compress(demo_passage()))
     assert 0.0 <= figures["token_accuracy"] <= 1.0
+    assert 0 <= figures["segments_verified"] <= figures["segments"]
+    assert f"{figures['segments_verified']} of {figures['segments']} segment(s) verified exact" in lines[-1]
+    if figures["token_accuracy"] < 1.0:  # a passage that differs anywhere cannot verify everywhere
+        assert figures["segments_verified"] < figures["segments"]
     if not real.trained:
         assert any("untrained" in line for line in lines)

@@ -17,6 +17,7 @@ from r3mem.decoding import DEFAULT_BEAMS, check_beams
 from r3mem.errors import CheckpointMismatch, InvalidInput
 from r3mem.memory_file import Memory
 from r3mem.memory_net import MemoryNetwork
+from r3mem.verify import Reconstruction, digest_rows
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "smollm2-135m-r3mem"
 _EXPAND_BATCH = 8  # segments expanded together; bounded so RAM stays flat for long texts
@@ -149,6 +150,7 @@ class R3Mem:
             model_fingerprint=self.base.fingerprint,
             checkpoint_fingerprint=self.checkpoint_fingerprint,
             model_name=self.base.name,
+            segment_digests=digest_rows(chunks),
         )
 
     def check_compatible(self, memory: Memory) -> None:
@@ -190,3 +192,12 @@ class R3Mem:
         """Reconstruct the text (or one segment of it) from memory alone."""
         parts = self.expand_ids(memory, segment, progress, beams)
         return self.detokenize([t for part in parts for t in part])
+
+    def expand_verified(self, memory: Memory, segment: int | None = None, progress: bool = False,
+                        beams: int = DEFAULT_BEAMS) -> Reconstruction:
+        """`expand`, checked: each regenerated segment against its source digest (`r3mem.verify`),
+        so a caller knows which parts are the original text and which are the model's best guess."""
+        parts = self.expand_ids(memory, segment, progress, beams)
+        order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
+        return Reconstruction(self.detokenize([t for part in parts for t in part]), order,
+                              [memory.verify(i, ids) for i, ids in zip(order, parts, strict=True)])

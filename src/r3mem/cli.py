@@ -3,7 +3,8 @@
 Every `R3MemError` becomes one stderr line and the error's exit code:
 1 other r3mem error, 2 bad input or usage, 3 model not found,
 4 corrupt checkpoint or memory file, 5 checkpoint/memory made for another model,
-6 record not found (in this namespace), 7 store unavailable or corrupt, 8 access denied.
+6 record not found (in this namespace), 7 store unavailable or corrupt, 8 access denied,
+9 a reconstruction that `--require-verified` refused.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from r3mem.decoding import DEFAULT_BEAMS, check_beams
-from r3mem.errors import InvalidInput, R3MemError
+from r3mem.errors import InvalidInput, NotVerified, R3MemError
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -61,7 +62,12 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
     check_beams(args.beams)  # before anything is read or loaded
     memory = Memory.load(args.memory)
-    text = _load(args).expand(memory, segment=args.segment, progress=not args.quiet, beams=args.beams)
+    result = _load(args).expand_verified(memory, segment=args.segment, progress=not args.quiet, beams=args.beams)
+    if args.require_verified and not result.exact:
+        raise NotVerified(f"{result.summary()}; nothing written (--require-verified)")
+    if not args.quiet:
+        print(result.summary(), file=sys.stderr)
+    text = result.text
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -83,6 +89,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "model": memory.model_name,
         "model_fingerprint": memory.model_fingerprint,
         "checkpoint_fingerprint": memory.checkpoint_fingerprint,
+        "verifiable": memory.segment_digests is not None,
         "file_bytes": Path(args.memory).stat().st_size,
     }
     if args.json:
@@ -153,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
                    help=f"beam-search width; 1 is greedy and about 1.6 times as fast (default {DEFAULT_BEAMS})")
     p.add_argument("-o", "--output", help="write the text here instead of stdout")
+    p.add_argument("--require-verified", action="store_true",
+                   help="write nothing and exit 9 unless every segment regenerates its source exactly "
+                        "(checked against the digests the file keeps)")
     _model_args(p)
     p.set_defaults(func=cmd_expand)
 

@@ -62,6 +62,7 @@ def run_demo(r3: R3Mem | None = None, ratio: float = 4, say=print, load_s: float
         "compress_s": compress_s,
         "expand_s": expand_s,
         "token_accuracy": accuracy,
+        "segments_verified": sum(memory.verify(i, part) is True for i, part in enumerate(pieces)),
     }
     say(f"{memory.source_tokens} tokens in {len(memory)} segment(s) -> {memory.memory_tokens} "
         f"memory vectors each (ratio {memory.ratio:g}); text {figures['source_bytes_utf8']} B, "
@@ -71,8 +72,10 @@ def run_demo(r3: R3Mem | None = None, ratio: float = 4, say=print, load_s: float
     for i, part in enumerate(pieces):
         start = sum(memory.token_counts[:i])
         original = r3.detokenize(ids[start : start + memory.token_counts[i]])
+        verdict = "verified exact" if memory.verify(i, part) else "differs from the source digest"
         say(f"\n-- segment {i}: original | reconstruction "
-            f"(token accuracy {token_accuracy(ids[start:start + len(part)], part):.3f})")
+            f"(token accuracy {token_accuracy(ids[start:start + len(part)], part):.3f}; {verdict})")
         say(_side_by_side(original, r3.detokenize(part)))
-    say(f"\ntoken accuracy over the passage: {accuracy:.3f}")
+    say(f"\ntoken accuracy over the passage: {accuracy:.3f}; {figures['segments_verified']} of {len(memory)} "
+        "segment(s) verified exact against the digests the .r3m file keeps")
     return figures

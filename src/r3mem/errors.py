@@ -71,3 +71,10 @@ class AccessDenied(R3MemError, PermissionError):
     """An API key is missing, unknown, or not allowed the namespace it asked for."""
 
     exit_code = 8
+
+
+class NotVerified(R3MemError):
+    """A reconstruction was required to be the source token for token (`--require-verified`),
+    and a segment is not, or the memory holds no digests to check it against."""
+
+    exit_code = 9

@@ -1,9 +1,11 @@
 """`Memory`: the compressed form of a text, and its `.r3m` file format.
 
-A `.r3m` file is a safetensors file: the per-segment snapshots (S, m, d) in fp16
-and each segment's token count, plus string metadata naming the base model and
+A `.r3m` file is a safetensors file: the per-segment snapshots (S, m, d) in fp16,
+each segment's token count and (since format 2) an 8-byte digest of each segment's
+source tokens (`r3mem.verify`), plus string metadata naming the base model and
 checkpoint that wrote it and a checksum of the tensor bytes. Nothing is pickled,
-and a file written by another model or checkpoint is refused on expansion.
+and a file written by another model or checkpoint is refused on expansion. Format 1
+files (no digests) still load; their reconstructions cannot be verified.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from r3mem.errors import MemoryFileError
+from r3mem.verify import DIGEST_BYTES, matches
 
 FORMAT = "r3mem-memory"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+READABLE_VERSIONS = {"1": {"snapshots", "token_counts"}, "2": {"snapshots", "token_counts", "segment_digests"}}
 
 
 @dataclass
@@ -42,6 +46,11 @@ class Memory:
     checkpoint_fingerprint: str
     model_name: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    segment_digests: Tensor | None = None  # (S, DIGEST_BYTES) uint8; None: not verifiable
+
+    def verify(self, index: int, ids: list[int]) -> bool | None:
+        """Whether `ids` are segment `index`'s source tokens; None when the memory has no digests."""
+        return None if self.segment_digests is None else matches(self.segment_digests[index], ids)
 
     @property
     def memory_tokens(self) -> int:
@@ -60,10 +69,13 @@ class Memory:
         return len(self.token_counts)
 
     def _tensors(self) -> dict[str, Tensor]:
-        return {
+        tensors = {
             "snapshots": self.snapshots.detach().to(torch.float16).contiguous().cpu(),
             "token_counts": torch.tensor(self.token_counts, dtype=torch.int32),
         }
+        if self.segment_digests is not None:
+            tensors["segment_digests"] = self.segment_digests.to(torch.uint8).contiguous().cpu()
+        return tensors
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a crash leaves no partial `.r3m` file behind."""
@@ -71,7 +83,8 @@ class Memory:
         tensors = self._tensors()
         meta = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            # a memory without digests (rebuilt from a store record) is written as what it is: format 1
+            "format_version": FORMAT_VERSION if "segment_digests" in tensors else "1",
             "segment_len": str(self.segment_len),
             "model_name": self.model_name,
             "model_fingerprint": self.model_fingerprint,
@@ -105,15 +118,19 @@ class Memory:
             raise MemoryFileError(f"{source} is not a readable .r3m file ({exc})") from exc
         if meta.get("format") != FORMAT:
             raise MemoryFileError(f"{source} is not an r3mem memory file")
-        if meta.get("format_version") != FORMAT_VERSION:
+        names = READABLE_VERSIONS.get(meta.get("format_version", ""))
+        if names is None:
             raise MemoryFileError(f"{source} has unsupported format version {meta.get('format_version')}")
-        if set(tensors) != {"snapshots", "token_counts"} or meta.get("checksum") != _checksum(tensors):
+        if set(tensors) != names or meta.get("checksum") != _checksum(tensors):
             raise MemoryFileError(f"{source} is corrupt: its checksum does not match its contents")
+        digests = tensors.get("segment_digests")
         # The checksum covers the bytes, not the dtypes that say how to read them.
-        if tensors["snapshots"].dtype != torch.float16 or tensors["token_counts"].dtype != torch.int32:
+        if tensors["snapshots"].dtype != torch.float16 or tensors["token_counts"].dtype != torch.int32 \
+                or (digests is not None and digests.dtype != torch.uint8):
             raise MemoryFileError(f"{source} is corrupt: its tensors do not have the dtypes .r3m files use")
         counts = [int(c) for c in tensors["token_counts"].tolist()]
-        if tensors["snapshots"].ndim != 3 or tensors["snapshots"].shape[0] != len(counts):
+        if tensors["snapshots"].ndim != 3 or tensors["snapshots"].shape[0] != len(counts) \
+                or (digests is not None and tuple(digests.shape) != (len(counts), DIGEST_BYTES)):
             raise MemoryFileError(f"{source} is corrupt: snapshot and segment counts disagree")
         try:
             segment_len, extra = int(meta["segment_len"]), json.loads(meta.get("extra", "{}"))
@@ -130,6 +147,7 @@ class Memory:
             checkpoint_fingerprint=fingerprints[1],
             model_name=meta.get("model_name", ""),
             extra=extra,
+            segment_digests=digests,
         )
 
 
