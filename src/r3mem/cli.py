@@ -136,6 +136,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, steps=args.steps)
     if args.out:
         cfg = dataclasses.replace(cfg, out_dir=args.out)
+    if args.fork_from:
+        from r3mem.train.fork import fork_run
+
+        step = fork_run(Path(args.fork_from), cfg)
+        if not args.quiet:
+            print(f"forked {args.fork_from} at step {step} into {cfg.out_dir}")
     base = load_base_model(args.model)
     r3 = R3Mem.from_base(base, None, args.device, MemoryConfig(**cfg.memory))
     train(cfg, r3, log=(lambda _: None) if args.quiet else print)
@@ -188,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--steps", type=int, help="override the config's step count")
     p.add_argument("--out", help="override the config's out_dir")
+    p.add_argument("--fork-from", metavar="RUN",
+                   help="start a new cycle from RUN's saved state (copies it and its log into out_dir, re-warms)")
     p.add_argument("--model", help="base model (default: SmolLM2-135M-Instruct)")
     p.add_argument("--device", help="torch device (Accelerate picks one when launched by it)")
     p.set_defaults(func=cmd_train)
