@@ -159,3 +159,13 @@ def pytest_terminal_summary(terminalreporter) -> None:
         for nodeid, value in counts.items():
             terminalreporter.write_line(f"{value:7d}  {nodeid}")
         terminalreporter.write_line(f"hypothesis cases tried: {sum(counts.values())}")
+
+
+@pytest.fixture
+def train_data(tmp_path):
+    """A miniature shared/data for the trainer: three 'books', one held out for validation."""
+    books = tmp_path / "data" / "books"
+    books.mkdir(parents=True)
+    for i, name in enumerate(["a.txt", "b.txt", "val.txt"]):
+        (books / name).write_text(CORPUS[i * 300 :] + "\n\n" + CORPUS)
+    return tmp_path / "data"

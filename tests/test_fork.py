@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.conftest import CORPUS, TINY_MEMORY, tiny_base
+from tests.conftest import TINY_MEMORY, tiny_base
 
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
@@ -17,12 +17,8 @@ from r3mem.train.loop import train
 
 
 @pytest.fixture
-def data(tmp_path):
-    books = tmp_path / "data" / "books"
-    books.mkdir(parents=True)
-    for i, name in enumerate(["a.txt", "b.txt", "val.txt"]):
-        (books / name).write_text(CORPUS[i * 300 :] + "\n\n" + CORPUS)
-    return tmp_path / "data"
+def data(train_data):
+    return train_data
 
 
 def _config(tmp_path, data, name, **kw) -> TrainConfig:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import CORPUS, TINY_MEMORY, tiny_base
+from tests.conftest import TINY_MEMORY, tiny_base
 
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
@@ -16,13 +16,8 @@ from r3mem.train.schedules import curriculum, lr_factor
 
 
 @pytest.fixture
-def data(tmp_path):
-    """A miniature shared/data: three 'books', one held out for validation."""
-    books = tmp_path / "data" / "books"
-    books.mkdir(parents=True)
-    for i, name in enumerate(["a.txt", "b.txt", "val.txt"]):
-        (books / name).write_text(CORPUS[i * 300 :] + "\n\n" + CORPUS)
-    return tmp_path / "data"
+def data(train_data):
+    return train_data
 
 
 def _config(tmp_path, data, **kw) -> TrainConfig:
