@@ -35,8 +35,6 @@ def fork_run(source: Path, cfg: TrainConfig) -> int:
         raise InvalidInput(f"fork: {out} already has a state; resume it without --fork-from, or pick another out_dir")
     if out.exists() and any(out.iterdir()):
         raise InvalidInput(f"fork: {out} is not empty; pick another out_dir")
-    if out.resolve() == source.resolve():
-        raise InvalidInput("fork: the source and the destination are the same run")
     meta = json.loads(meta_path.read_text())
     step = int(meta["step"])
     if step >= cfg.steps:
