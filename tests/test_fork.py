@@ -104,3 +104,7 @@ def test_cli_fork_error_is_one_line_and_nonzero(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "has no saved state" in proc.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_fork_accepts_a_memory_override_that_spells_out_a_default(tmp_path, data, source):
+    assert fork_run(source, _config(tmp_path, data, "new", steps=5, memory={"lora_rank": 16})) == 3

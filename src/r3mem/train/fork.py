@@ -15,10 +15,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from r3mem.config import MemoryConfig
 from r3mem.errors import InvalidInput
 from r3mem.train.config import TrainConfig
 
-STATE_FILES = ("weights.safetensors", "trainer.json", "optimizer.safetensors")
+# trainer.json is rewritten, not copied: the fork marks its own step as the re-warm point.
+STATE_FILES = ("weights.safetensors", "optimizer.safetensors")
 
 
 def fork_run(source: Path, cfg: TrainConfig) -> int:
@@ -41,7 +43,8 @@ def fork_run(source: Path, cfg: TrainConfig) -> int:
         raise InvalidInput(f"fork: {source} is at step {step} and the config ends at step {cfg.steps}; "
                            "raise `steps` so the cycle has steps to run")
     theirs = meta.get("config", {}).get("memory", {})
-    if theirs != cfg.memory:
+    # Compared resolved, so an override that spells out a default still matches.
+    if MemoryConfig(**theirs) != MemoryConfig(**cfg.memory):
         raise InvalidInput(f"fork: the memory network differs (source {theirs}, config {cfg.memory}); "
                            "its weights would not load")
     out.parent.mkdir(parents=True, exist_ok=True)
