@@ -60,6 +60,35 @@ def test_a_longer_window_trains_the_memory_across_segments():
         assert not torch.allclose(third(windows), third(changed))
 
 
+def test_scheduled_sampling_reads_own_guesses_where_marked_and_scores_the_source():
+    net = _net()
+    windows = torch.randint(5, 200, (2, 16), generator=torch.Generator().manual_seed(5))
+    objective = Objective(net, {**WEIGHTS, "cyc": 0.0})
+    segments = list(windows.view(2, 2, 8).unbind(1))
+    none = torch.zeros(2, 2, 7, dtype=torch.bool)
+    every = torch.ones(2, 2, 7, dtype=torch.bool)
+    with torch.no_grad():
+        plain = objective(windows, 2, None, 2)
+        assert torch.equal(objective(windows, 2, None, 2, none)["rec"], plain["rec"])
+        memories = [net.write(net.initial(2, 2), segments[0])]
+        memories.append(net.write(memories[0], segments[1]))
+        guesses = [net.guess(mem, seg) for mem, seg in zip(memories, segments, strict=True)]
+        # the guess is the teacher-forced argmax: it agrees with the source where the read scores a hit
+        read = net.read(memories[0], segments[0])
+        assert int((guesses[0] == segments[0]).sum()) == read.n_correct
+        own = [net.read(mem, seg, prefix_ids=g[:, :-1])
+               for mem, seg, g in zip(memories, segments, guesses, strict=True)]
+        expected = sum(r.nll_sum for r in own) / sum(r.n_tokens for r in own)
+        assert torch.allclose(objective(windows, 2, None, 2, every)["rec"], expected)
+    assert not all(torch.equal(g[:, :-1], s[:, :-1]) for g, s in zip(guesses, segments, strict=True)), \
+        "the untrained guesses must differ somewhere, or the test shows nothing"
+
+
+def test_config_refuses_a_scheduled_sampling_rate_outside_0_1():
+    with pytest.raises(InvalidInput, match="rec_own_prefix"):
+        TrainConfig(rec_own_prefix=1.5)
+
+
 def test_window_segments_must_be_at_least_two():
     with pytest.raises(InvalidInput, match="window_segments"):
         TrainConfig(window_segments=1)

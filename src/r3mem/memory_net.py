@@ -252,6 +252,7 @@ class MemoryNetwork(nn.Module):
         marker: str = "segment",
         keep_logits: bool = False,
         score_from: int = 0,
+        prefix_ids: Tensor | None = None,
     ) -> ReadStats:
         """-log p(target | memory, marker) under the expand adapter (teacher forcing).
 
@@ -259,15 +260,29 @@ class MemoryNetwork(nn.Module):
         target positions: over a 49k vocabulary they dominate the cost otherwise.
         `score_from` skips the first target tokens in the loss (they are still read), so
         methods that cannot predict a segment's first token are compared on the same tokens.
+        `prefix_ids` (B, T-1) replaces the tokens read before each target (by default the
+        target itself, shifted): scheduled sampling reads the model's own guesses there.
         """
         batch, m, _ = memory.shape
-        x = self._read_inputs(memory, marker, self.embed(target_ids[:, :-1]))  # (B, m+T, d)
+        prefix = target_ids[:, :-1] if prefix_ids is None else prefix_ids
+        x = self._read_inputs(memory, marker, self.embed(prefix))  # (B, m+T, d)
         mask = None
         if target_mask is not None:
             mask = torch.cat([target_mask.new_ones(batch, m + 1), target_mask[:, :-1]], 1)
         hidden = self._hidden("expand", x, mask)[:, m:]  # (B, T, d): position i predicts token i
         scored_mask = None if target_mask is None else target_mask[:, score_from:]
         return self.token_nll(hidden[:, score_from:], target_ids[:, score_from:], scored_mask, keep_logits)
+
+    @torch.no_grad()
+    def guess(self, memory: Tensor, target_ids: Tensor, marker: str = "segment") -> Tensor:
+        """The argmax token (B, T) at each target position under teacher forcing.
+
+        What a free-running expansion would write at a position whose prefix it got right:
+        the material two-pass scheduled sampling mixes into the prefix it trains on.
+        """
+        m = memory.shape[1]
+        x = self._read_inputs(memory, marker, self.embed(target_ids[:, :-1]))
+        return self.causal_lm.lm_head(self._hidden("expand", x)[:, m:]).argmax(-1)
 
     def token_nll(
         self, hidden: Tensor, target_ids: Tensor, target_mask: Tensor | None, keep_logits: bool = False

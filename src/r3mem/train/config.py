@@ -48,6 +48,10 @@ class TrainConfig:
     w_hier: float = 0.5
     w_cyc: float = 0.1
     hier_batch_size: int = 2
+    # Scheduled sampling for L_rec: the probability that each prefix token of a reconstruction
+    # is the model's own teacher-forced guess instead of the source token (r3mem.train.losses).
+    # 0 trains on source prefixes only; each step then costs one extra forward pass per segment.
+    rec_own_prefix: float = 0.0
     mixed_precision: str = "no"
     # Keep only each LM pass's inputs and recompute it in backward: far less memory for about
     # a third more compute. Off by default because this CPU is compute-bound, not memory-bound.
@@ -75,6 +79,8 @@ class TrainConfig:
         for name in ("w_rec", "w_lm", "w_hier", "w_cyc"):
             if getattr(self, name) < 0:
                 raise InvalidInput(f"train config: {name} must be >= 0")
+        if not 0 <= self.rec_own_prefix <= 1:
+            raise InvalidInput(f"train config: rec_own_prefix must be in [0, 1], got {self.rec_own_prefix}")
         if not self.segment_lens or not self.ratios:
             raise InvalidInput("train config: segment_lens and ratios must be non-empty")
         if self.mixed_precision not in ("no", "bf16", "fp16"):

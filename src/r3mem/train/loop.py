@@ -138,8 +138,12 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
             if pairs is not None:
                 hier = [tuple(r3.tokenize(x)[:seg_len] for x in triple)
                         for triple in pairs.sample(rng, cfg.hier_batch_size)]
+            own_prefix = None
+            if cfg.rec_own_prefix > 0:  # drawn from the step's RNG, so resume stays exact
+                draw = rng.random((cfg.batch_size, cfg.window_segments, seg_len - 1)) < cfg.rec_own_prefix
+                own_prefix = torch.as_tensor(draw, device=accelerator.device)
             with accelerator.accumulate(objective):
-                losses = objective(windows, m, hier, m)
+                losses = objective(windows, m, hier, m, own_prefix)
                 accelerator.backward(losses["total"])
                 optimizer.step()
                 optimizer.zero_grad()

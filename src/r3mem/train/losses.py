@@ -11,6 +11,11 @@ per micro-batch, so gradients of both adapters and the memory tables synchronise
 - L_hier: -log p(q | mem(c)): a sentence from its paragraph's memory, the sentence's
   entities (joined by "; ") from the sentence's memory. The query sentence is not
   named to the reader: the loss rewards a paragraph memory that keeps every sentence.
+- Scheduled sampling (optional): L_rec may read, at positions the caller marks, the model's
+  own teacher-forced guess instead of the source token, while still scoring the source. A
+  free-running expansion reads its own slips; trained on gold prefixes only, it follows a
+  slip (a skipped word shifts every later token), trained this way it learns to get back
+  in step. Two passes (Mihaylova & Martins, 2019): one without gradient to guess, one to learn.
 - L_cyc: mem(expand(mem(x))) ~= mem(x). The expansion is the teacher-forced
   reconstruction distribution, passed on as straight-through one-hot embeddings
   (hard tokens forward, soft gradient back); the target memory is detached.
@@ -50,16 +55,24 @@ class Objective(nn.Module):
         self.window_segments = window_segments
 
     def forward(self, windows: Tensor, m: int, hier: list[tuple[list[int], list[int], list[int]]] | None,
-                hier_m: int) -> dict[str, Tensor]:
-        """`windows` (B, window_segments * L): consecutive segments, written into memory in turn."""
+                hier_m: int, own_prefix: Tensor | None = None) -> dict[str, Tensor]:
+        """`windows` (B, window_segments * L): consecutive segments, written into memory in turn.
+
+        `own_prefix` (B, window_segments, L-1), bool: prefix positions of L_rec that read the
+        model's own guess instead of the source token (scheduled sampling); None reads the source.
+        """
         net, w = self.network, self.weights
         segments = windows.view(windows.shape[0], self.window_segments, -1).unbind(1)  # (B, L) each
         memories, memory = [], net.initial(windows.shape[0], m)
         for segment in segments:
             memory = net.write(memory, segment)  # (B, m, d)
             memories.append(memory)
-        recs = [net.read(mem, seg, keep_logits=i == 0 and w["cyc"] > 0)
-                for i, (mem, seg) in enumerate(zip(memories, segments, strict=True))]
+        prefixes: list[Tensor | None] = [None] * len(segments)
+        if own_prefix is not None:
+            prefixes = [torch.where(own_prefix[:, i], net.guess(mem, seg)[:, :-1], seg[:, :-1])
+                        for i, (mem, seg) in enumerate(zip(memories, segments, strict=True))]
+        recs = [net.read(mem, seg, keep_logits=i == 0 and w["cyc"] > 0, prefix_ids=prefix)
+                for i, (mem, seg, prefix) in enumerate(zip(memories, segments, prefixes, strict=True))]
         n_tokens = sum(r.n_tokens for r in recs)
         out: dict[str, Tensor] = {"rec": torch.stack([r.nll_sum for r in recs]).sum() / n_tokens}
         out["acc"] = torch.tensor(sum(r.n_correct for r in recs) / n_tokens)
