@@ -23,7 +23,10 @@ def shipped(tmp_path, tiny_model_dir, monkeypatch):
     run, out = tmp_path / "runs" / "main", tmp_path / "ckpt"
     cfg = dict(out_dir=str(run), data_dir=str(tmp_path / "data"), val_books=("val.txt",), steps=2, batch_size=2,
                segment_lens=(8,), ratios=(2,), eval_every=2, save_every=1, val_windows=2, w_cyc=0.1)
-    train(TrainConfig(**cfg), R3Mem.from_base(tiny_base(), device="cpu", config=TINY_MEMORY), log=lambda _: None)
+    # stopped after one step and resumed with a longer schedule: the card lists the change
+    for steps in (1, 2):
+        train(TrainConfig(**(cfg | {"steps": steps})), R3Mem.from_base(tiny_base(), device="cpu", config=TINY_MEMORY),
+              log=lambda _: None)
     # ablations: a short run with every loss and one with a loss off, found beside the main run by name
     for name, change in (("full", {}), ("no-cyc", {"w_cyc": 0.0})):
         train(TrainConfig(**(cfg | {"out_dir": str(run.parent / f"ablation-{name}")} | change)),
@@ -72,6 +75,9 @@ def test_card_reports_every_figure_with_its_command(shipped, tmp_path):
     assert "### What comes back" in text and all(x["reconstruction"] in text for x in shown)
     assert text.count(shown[0]["source"]) >= 3  # once per ratio
     assert (out / "loss_curve.png").is_file()
+    assert [(r["event"], r["step"]) for r in metrics["training"]["lineage"]] == [("config-change", 1)]
+    assert "step 1: config changed: steps 1 → 2" in text
+    assert "free-running acc @4" in text
 
 
 def test_card_on_a_missing_run_is_one_line_error(tmp_path, capsys):

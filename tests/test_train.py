@@ -191,3 +191,15 @@ def test_validation_reports_free_running_accuracy_beside_teacher_forced(tmp_path
     for ratio in (4, 8):
         # equal lengths: an in-order match never scores below the same token in place
         assert 0 <= val[f"gen_acc_r{ratio}"] <= val[f"gen_aligned_r{ratio}"] <= 1
+
+
+def test_resume_logs_what_the_config_changed(tmp_path, data, monkeypatch):
+    monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
+    train(_config(tmp_path, data, steps=1, eval_every=100), _fresh(), log=lambda _: None)
+    said: list[str] = []
+    train(_config(tmp_path, data, steps=2, eval_every=100, lr_decay_steps=5), _fresh(), log=said.append)
+    train(_config(tmp_path, data, steps=2, eval_every=100, lr_decay_steps=5), _fresh(), log=said.append)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    changes = [r for r in rows if r.get("event") == "config-change"]
+    assert changes == [{"event": "config-change", "step": 1, "changes": {"steps": [1, 2], "lr_decay_steps": [0, 5]}}]
+    assert sum("config changed" in line for line in said) == 1, "an unchanged resume says nothing"

@@ -46,9 +46,13 @@ def ship(run: Path, out: Path, model: str | None = None) -> str:
     return r3.save_checkpoint(out, info=info, half=True)
 
 
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+
+
 def read_log(run: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """(training rows, validation rows, start events) of a run's log.jsonl."""
-    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+    rows = _rows(run)
     starts = [r for r in rows if r.get("event") == "start"]
     val = [r for r in rows if r.get("val")]
     train = [r for r in rows if "event" not in r and not r.get("val")]
@@ -74,7 +78,21 @@ def training_summary(run: Path, step: int) -> dict:
                             f"torch {s['torch']}" for s in starts}),
         "config": config,
         "validation_curve": [{k: v for k, v in r.items() if k != "val"} for r in val if r["step"] <= step],
+        # Where each cycle was forked and what its config changed: the recipe is not one file.
+        "lineage": [r for r in _rows(run) if r.get("event") in ("fork", "config-change") and r["step"] <= step],
     }
+
+
+def _lineage_lines(lineage: list[dict]) -> list[str]:
+    lines = []
+    for row in lineage:
+        if row["event"] == "fork":
+            lines.append(f"  - step {row['step']}: forked from `{row['from']}`")
+        else:
+            changed = "; ".join(f"{k} {json.dumps(a)} → {json.dumps(b)}" for k, (a, b) in row["changes"].items()
+                                if k != "out_dir")
+            lines.append(f"  - step {row['step']}: config changed: {changed}")
+    return ["- lineage (forks and config changes, from the log):", *lines] if lines else []
 
 
 def _decoding(result: dict | None) -> str:
@@ -218,13 +236,18 @@ def render(metrics: dict, notes: str) -> str:
         f"{t['train_seconds'] / 3600:.2f} h",
         f"- hardware: {'; '.join(t['machines']) or 'not recorded'}",
         f"- config: `configs/{Path(t['config'].get('out_dir', 'run')).name}.toml`",
+        *_lineage_lines(t.get("lineage", [])),
         "",
         "```toml", *(f"{k} = {json.dumps(v)}" for k, v in t["config"].items()), "```",
         "",
-        "Learning curve (held-out validation, teacher-forced, 128-token segments): ![curve](loss_curve.png)\n",
-        _table(["step", "acc @4", "acc @8", "rec NLL @4", "LM NLL with memory @4", "LM NLL no context"],
-               [[r["step"], r.get("rec_acc_r4"), r.get("rec_acc_r8"), r.get("rec_nll_r4"),
-                 r.get("lm_nll_memory_r4"), r.get("lm_nll_no_context")] for r in t["validation_curve"]]),
+        "Learning curve (held-out validation, 8 windows of 128-token segments; acc is teacher-forced, "
+        "free-running acc is position-wise accuracy of a greedy expansion, — where the trainer did not log it yet): "
+        "![curve](loss_curve.png)\n",
+        _table(["step", "acc @4", "acc @8", "free-running acc @4", "free-running acc @8", "rec NLL @4",
+                "LM NLL with memory @4", "LM NLL no context"],
+               [[r["step"], r.get("rec_acc_r4"), r.get("rec_acc_r8"), r.get("gen_acc_r4"), r.get("gen_acc_r8"),
+                 r.get("rec_nll_r4"), r.get("lm_nll_memory_r4"), r.get("lm_nll_no_context")]
+                for r in t["validation_curve"]]),
         "",
         "## Ablations\n",
         "One short run with every loss (`full`) and the same run with one loss weight at 0 "

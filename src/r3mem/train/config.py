@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -102,6 +103,19 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def changes_since(self, saved: dict[str, Any]) -> dict[str, list[Any]]:
+        """Fields whose value differs from `saved` (a state's config), as name: [saved, now].
+
+        A resumed run may legitimately change its schedule (more steps, a shorter anneal) or,
+        after a fork, its recipe; the trainer logs what changed so the lineage stays readable.
+        """
+        if not saved:
+            return {}
+        now = json.loads(json.dumps(self.to_json()))  # tuples as lists, as the state saved them
+        # A field newer than the state ran at its default there (the field did not exist yet).
+        then = json.loads(json.dumps(TrainConfig().to_json())) | saved
+        return {k: [then.get(k), v] for k, v in now.items() if then.get(k) != v}
 
 
 def _read_layered(source: Path, seen: tuple[Path, ...]) -> dict[str, Any]:

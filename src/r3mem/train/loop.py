@@ -98,7 +98,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
     net = r3.network.train()
     net.activation_checkpointing = cfg.activation_checkpointing
     optimizer = _optimizer(net, cfg)
-    start, elapsed, warm_from = 0, 0.0, 0
+    start, elapsed, warm_from, changes = 0, 0.0, 0, {}
     if (out / "state" / "trainer.json").is_file():
         meta = load_state(out / "state", net, optimizer, log)
         start, elapsed = meta["step"], meta.get("elapsed_s", 0.0)
@@ -106,6 +106,10 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
         warm_from = meta.get("warm_from", 0) if meta["moments_restored"] else start
         drop_rows_after(out / "log.jsonl", start)
         log(f"resumed from step {start}")
+        changes = cfg.changes_since(meta.get("config", {}))
+        if changes:
+            log("config changed since the saved state: "
+                + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
     train_texts, val_texts = load_texts(Path(cfg.data_dir), cfg.val_books)
     corpus = TokenCorpus.build(train_texts, r3.tokenize)
     val_corpus = TokenCorpus.build(val_texts, r3.tokenize)
@@ -119,6 +123,8 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
                  "val_texts": len(val_texts), "val_tokens": len(val_corpus.ids),
                  "processes": accelerator.num_processes, **run_info()}
     logfile.write(json.dumps(start_row) + "\n")
+    if changes:
+        logfile.write(json.dumps({"event": "config-change", "step": start, "changes": changes}) + "\n")
     logfile.flush()
     record: dict = {}
     for step in range(start, cfg.steps):
