@@ -241,7 +241,8 @@ def render(metrics: dict, notes: str) -> str:
         "```toml", *(f"{k} = {json.dumps(v)}" for k, v in t["config"].items()), "```",
         "",
         "Learning curve (held-out validation, 8 windows of 128-token segments; acc is teacher-forced, "
-        "free-running acc is position-wise accuracy of a greedy expansion, — where the trainer did not log it yet): "
+        "free-running acc is the position-wise accuracy of a greedy expansion, — where the trainer did not log it "
+        "yet): "
         "![curve](loss_curve.png)\n",
         _table(["step", "acc @4", "acc @8", "free-running acc @4", "free-running acc @8", "rec NLL @4",
                 "LM NLL with memory @4", "LM NLL no context"],
