@@ -280,9 +280,8 @@ class MemoryNetwork(nn.Module):
         What a free-running expansion would write at a position whose prefix it got right:
         the material two-pass scheduled sampling mixes into the prefix it trains on.
         """
-        m = memory.shape[1]
-        x = self._read_inputs(memory, marker, self.embed(target_ids[:, :-1]))
-        return self.causal_lm.lm_head(self._hidden("expand", x)[:, m:]).argmax(-1)
+        logits = self.read(memory, target_ids, marker=marker, keep_logits=True).kept_logits
+        return logits.argmax(-1).view_as(target_ids)
 
     def token_nll(
         self, hidden: Tensor, target_ids: Tensor, target_mask: Tensor | None, keep_logits: bool = False

@@ -52,7 +52,10 @@ def _rows(run: Path) -> list[dict]:
 
 def read_log(run: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """(training rows, validation rows, start events) of a run's log.jsonl."""
-    rows = _rows(run)
+    return _split(_rows(run))
+
+
+def _split(rows: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     starts = [r for r in rows if r.get("event") == "start"]
     val = [r for r in rows if r.get("val")]
     train = [r for r in rows if "event" not in r and not r.get("val")]
@@ -61,7 +64,8 @@ def read_log(run: Path) -> tuple[list[dict], list[dict], list[dict]]:
 
 def training_summary(run: Path, step: int) -> dict:
     """Steps, wall time, tokens read and machines, up to the shipped `step`."""
-    train, val, starts = read_log(run)
+    rows = _rows(run)
+    train, val, starts = _split(rows)
     train = [r for r in train if r["step"] <= step]
     config = json.loads((run / "state" / "trainer.json").read_text()).get("config", {})
     batch = config.get("batch_size", 0) * config.get("grad_accum", 1)
@@ -79,7 +83,7 @@ def training_summary(run: Path, step: int) -> dict:
         "config": config,
         "validation_curve": [{k: v for k, v in r.items() if k != "val"} for r in val if r["step"] <= step],
         # Where each cycle was forked and what its config changed: the recipe is not one file.
-        "lineage": [r for r in _rows(run) if r.get("event") in ("fork", "config-change") and r["step"] <= step],
+        "lineage": [r for r in rows if r.get("event") in ("fork", "config-change") and r["step"] <= step],
     }
 
 

@@ -14,8 +14,9 @@ per micro-batch, so gradients of both adapters and the memory tables synchronise
 - Scheduled sampling (optional): L_rec may read, at positions the caller marks, the model's
   own teacher-forced guess instead of the source token, while still scoring the source. A
   free-running expansion reads its own slips; trained on gold prefixes only, it follows a
-  slip (a skipped word shifts every later token), trained this way it learns to get back
-  in step. Two passes (Mihaylova & Martins, 2019): one without gradient to guess, one to learn.
+  slip (a skipped word shifts every later token); this aims to teach it to get back in step.
+  Two passes (Mihaylova & Martins, 2019): one without gradient to guess, one to learn. On the
+  shipped run it made things worse (README, *Training*); it stays off by default.
 - L_cyc: mem(expand(mem(x))) ~= mem(x). The expansion is the teacher-forced
   reconstruction distribution, passed on as straight-through one-hot embeddings
   (hard tokens forward, soft gradient back); the target memory is detached.
