@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,25 @@ def test_resume_logs_what_the_config_changed(tmp_path, data, monkeypatch):
     changes = [r for r in rows if r.get("event") == "config-change"]
     assert changes == [{"event": "config-change", "step": 1, "changes": {"steps": [1, 2], "lr_decay_steps": [0, 5]}}]
     assert sum("config changed" in line for line in said) == 1, "an unchanged resume says nothing"
+
+
+def test_a_time_limit_stops_cleanly_with_the_state_saved(tmp_path, data, monkeypatch):
+    monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
+    said: list[str] = []
+    train(_config(tmp_path, data, save_every=3, eval_every=100), _fresh(), log=said.append, stop_after_s=0)
+    saved = json.loads((tmp_path / "run" / "state" / "trainer.json").read_text())
+    assert saved["step"] == 1, "stopped after the first step and saved it, though save_every is 3"
+    assert any("stopped at step 1" in line for line in said)
+    train(_config(tmp_path, data, save_every=3, eval_every=100), _fresh(), log=lambda _: None)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "rec" in r] == [1, 2, 3, 4]
+
+
+def test_cli_refuses_a_time_limit_that_is_not_positive(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'out_dir = "{tmp_path / "new"}"\nsteps = 5\n')
+    proc = subprocess.run([sys.executable, "-m", "r3mem.cli", "train", "--config", str(cfg), "--max-minutes", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "--max-minutes must be > 0" in proc.stderr
+    assert not (tmp_path / "new").exists()

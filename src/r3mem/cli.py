@@ -131,6 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from r3mem.train.config import TrainConfig
     from r3mem.train.loop import train
 
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise InvalidInput(f"--max-minutes must be > 0, got {args.max_minutes}")
     cfg = TrainConfig.from_toml(args.config)
     if args.steps:
         cfg = dataclasses.replace(cfg, steps=args.steps)
@@ -144,7 +146,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"forked {args.fork_from} at step {step} into {cfg.out_dir}")
     base = load_base_model(args.model)
     r3 = R3Mem.from_base(base, None, args.device, MemoryConfig(**cfg.memory))
-    train(cfg, r3, log=(lambda _: None) if args.quiet else print)
+    stop_after_s = None if args.max_minutes is None else 60 * args.max_minutes
+    train(cfg, r3, log=(lambda _: None) if args.quiet else print, stop_after_s=stop_after_s)
     return 0
 
 
@@ -196,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="override the config's out_dir")
     p.add_argument("--fork-from", metavar="RUN",
                    help="start a new cycle from RUN's saved state (copies it and its log into out_dir, re-warms)")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="stop cleanly, state saved, at the first step past M minutes of training")
     p.add_argument("--model", help="base model (default: SmolLM2-135M-Instruct)")
     p.add_argument("--device", help="torch device (Accelerate picks one when launched by it)")
     p.set_defaults(func=cmd_train)

@@ -90,8 +90,13 @@ def drop_rows_after(log_path: Path, step: int) -> None:
         os.replace(tmp, log_path)
 
 
-def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
-    """Train (or resume) until `cfg.steps`; returns the last validation record."""
+def train(cfg: TrainConfig, r3: R3Mem, log=print, stop_after_s: float | None = None) -> dict:
+    """Train (or resume) until `cfg.steps`; returns the last validation record.
+
+    `stop_after_s` ends the run early, with its state saved, at the first step boundary past
+    that many seconds of training: a session or a lent GPU call of fixed length then stops
+    cleanly instead of being killed, and losing the steps since the last save.
+    """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
@@ -127,6 +132,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
         logfile.write(json.dumps({"event": "config-change", "step": start, "changes": changes}) + "\n")
     logfile.flush()
     record: dict = {}
+    began = time.monotonic()
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()
         rate = lr_factor(cfg, step, warm_from)
@@ -178,6 +184,12 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print) -> dict:
             r3.save_checkpoint(out / "checkpoint", info={"step": done, "train_seconds": round(elapsed),
                                                          "val": record})
             plot_curves(out / "log.jsonl", out / "loss_curve.png")
+        if stop_after_s is not None and time.monotonic() - began >= stop_after_s and done < cfg.steps:
+            if done % cfg.save_every:
+                save_state(out / "state", net, optimizer, done,
+                           {"elapsed_s": elapsed, "warm_from": warm_from, "config": cfg.to_json()})
+            log(f"stopped at step {done} after {time.monotonic() - began:.0f} s, state saved; rerun to resume")
+            break
     logfile.close()
     if not math.isfinite(record.get("rec_nll_r4", 0.0)):
         log("warning: validation loss is not finite")
