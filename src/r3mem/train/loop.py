@@ -170,7 +170,8 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print, stop_after_s: float | None = N
         logfile.flush()
         log(json.dumps(row))
         done = step + 1
-        if done % cfg.save_every == 0 or done == cfg.steps:
+        stopping = stop_after_s is not None and time.monotonic() - began >= stop_after_s and done < cfg.steps
+        if done % cfg.save_every == 0 or done == cfg.steps or stopping:
             save_state(out / "state", net, optimizer, done,
                        {"elapsed_s": elapsed, "warm_from": warm_from, "config": cfg.to_json()})
         if done % cfg.eval_every == 0 or done == cfg.steps:
@@ -184,10 +185,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print, stop_after_s: float | None = N
             r3.save_checkpoint(out / "checkpoint", info={"step": done, "train_seconds": round(elapsed),
                                                          "val": record})
             plot_curves(out / "log.jsonl", out / "loss_curve.png")
-        if stop_after_s is not None and time.monotonic() - began >= stop_after_s and done < cfg.steps:
-            if done % cfg.save_every:
-                save_state(out / "state", net, optimizer, done,
-                           {"elapsed_s": elapsed, "warm_from": warm_from, "config": cfg.to_json()})
+        if stopping:
             log(f"stopped at step {done} after {time.monotonic() - began:.0f} s, state saved; rerun to resume")
             break
     logfile.close()
