@@ -106,3 +106,10 @@ def test_expand_refuses_a_bad_beam_count_before_reading_anything(tmp_path, beams
     proc = run("expand", str(tmp_path / "absent.r3m"), "--beams", beams, env_home=tmp_path)
     assert proc.returncode == 2
     assert "beams must be an integer" in one_line_error(proc)
+
+
+@pytest.mark.parametrize("samples", ["-1", "33"])
+def test_expand_refuses_a_bad_sample_count_before_reading_anything(tmp_path, samples):
+    proc = run("expand", str(tmp_path / "absent.r3m"), "--samples", samples, env_home=tmp_path)
+    assert proc.returncode == 2
+    assert "samples must be an integer" in one_line_error(proc)

@@ -1,8 +1,8 @@
-"""The beam-count check shared by the API, the CLI and the evaluation harness."""
+"""The beam- and sample-count checks shared by the API, the CLI and the evaluation harness."""
 
 import pytest
 
-from r3mem.decoding import DEFAULT_BEAMS, MAX_BEAMS, check_beams
+from r3mem.decoding import DEFAULT_BEAMS, MAX_BEAMS, MAX_SAMPLES, check_beams, check_samples, describe
 from r3mem.errors import InvalidInput
 
 
@@ -15,3 +15,20 @@ def test_counts_in_range_pass_through(beams):
 def test_anything_else_is_invalid_input(beams):
     with pytest.raises(InvalidInput, match="beams must be an integer from 1 to"):
         check_beams(beams)
+
+
+@pytest.mark.parametrize("samples", [0, 1, MAX_SAMPLES])
+def test_sample_counts_in_range_pass_through(samples):
+    assert check_samples(samples) == samples
+
+
+@pytest.mark.parametrize("samples", [-1, MAX_SAMPLES + 1, 2.0, "2", None, True])
+def test_any_other_sample_count_is_invalid_input(samples):
+    with pytest.raises(InvalidInput, match="samples must be an integer from 0 to"):
+        check_samples(samples)
+
+
+def test_description_names_the_selection_only_when_samples_are_drawn():
+    assert describe(4) == describe(4, 0) == "by 4-beam search"
+    assert "re-compresses nearest" in describe(4, 8) and "4 beams and 8 samples" in describe(4, 8)
+    assert "greedy expansion and 2 samples" in describe(1, 2)

@@ -76,17 +76,28 @@ def test_beam_count_out_of_range_is_refused_before_any_work(monkeypatch, tiny, t
 
 
 def test_greedy_and_beam_rows_differ_only_in_r3mem_decoding(monkeypatch, tiny, text_file):
-    """--beams reaches the expansion: the calls carry it, and the baselines do not depend on it."""
+    """--beams and --samples reach the expansion: the calls carry them, and the baselines do not depend on them."""
     seen = []
-    real_expand_ids = tiny.expand_ids
-    monkeypatch.setattr(tiny, "expand_ids", lambda *a, **kw: seen.append(kw["beams"]) or real_expand_ids(*a, **kw))
+    real_expand = tiny.expand_snapshots
+    monkeypatch.setattr(tiny, "expand_snapshots",
+                        lambda *a, **kw: seen.append((kw["beams"], kw["samples"])) or real_expand(*a, **kw))
     results = {}
-    for beams in (1, 3):
+    for beams, samples in ((1, 0), (3, 0), (2, 3)):
         args = reconstruct.argparse.Namespace(data=str(text_file), segment_len=SEG, ratios=[4], limit=2, seed=0,
-                                              methods="r3mem,truncate", beams=beams)
+                                              methods="r3mem,truncate", beams=beams, samples=samples)
         results[beams] = reconstruct.run(args, tiny)
-    assert seen == [1, 3] and [results[b].extra["beams"] for b in (1, 3)] == [1, 3]
-    assert results[1].rows[1] == results[3].rows[1]  # truncate
+    assert seen == [(1, 0), (3, 0), (2, 3)]
+    recorded = [(results[b].extra["beams"], results[b].extra["cycle_samples"]) for b in (1, 3, 2)]
+    assert recorded == [(1, 0), (3, 0), (2, 3)]
+    assert results[1].rows[1] == results[3].rows[1] == results[2].rows[1]  # truncate
+
+
+@pytest.mark.parametrize("samples", ["-1", "33"])
+def test_sample_count_out_of_range_is_refused_before_any_work(monkeypatch, tiny, text_file, tmp_path, capsys,
+                                                              samples):
+    out = tmp_path / "r.json"
+    assert run_cli(monkeypatch, tiny, "--data", str(text_file), "--samples", samples, "--json", str(out)) == 2
+    assert "samples must be" in capsys.readouterr().err and not out.exists()
 
 
 def test_shorter_segments_get_exactly_k_vectors(monkeypatch, tiny, text_file):

@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 from r3mem.base_model import BaseModel, load_base_model
 from r3mem.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from r3mem.config import MemoryConfig
-from r3mem.decoding import DEFAULT_BEAMS, check_beams
+from r3mem.cycle_decoding import expand_consistent
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, check_beams, check_samples
 from r3mem.errors import CheckpointMismatch, InvalidInput
 from r3mem.memory_file import Memory
 from r3mem.memory_net import MemoryNetwork
@@ -168,36 +169,64 @@ class R3Mem:
 
     @torch.no_grad()
     def expand_ids(self, memory: Memory, segment: int | None = None, progress: bool = False,
-                   beams: int = DEFAULT_BEAMS) -> list[list[int]]:
-        """Regenerate token ids of every segment (or one) from its snapshot."""
+                   beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> list[list[int]]:
+        """Regenerate token ids of every segment (or one) from its snapshot.
+
+        With `samples` > 0 each segment is chosen among the beams and that many samples by
+        cycle consistency (`r3mem.cycle_decoding`), and a candidate matching the segment's source
+        digest wins outright.
+        """
         self.check_compatible(memory)
         check_beams(beams)
+        check_samples(samples)
         if segment is not None and not -len(memory) <= segment < len(memory):
             raise InvalidInput(f"segment {segment} out of range: the memory has {len(memory)} segment(s)")
         order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
+        # snapshots[i] was written from snapshots[i - 1]: the recurrence compress() ran
+        initial = self.network.initial(1, memory.memory_tokens)[0].detach().cpu()
+        reads = [memory.snapshots[i - 1].float() if i > 0 else initial for i in order]
+        return self.expand_snapshots(memory.snapshots[order], [memory.token_counts[i] for i in order],
+                                     torch.stack(reads), progress, beams, samples,
+                                     None if memory.segment_digests is None else memory.segment_digests[order])
+
+    @torch.no_grad()
+    def expand_snapshots(self, snapshots: torch.Tensor, token_counts: list[int], read_memories: torch.Tensor,
+                         progress: bool = False, beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
+                         digests: torch.Tensor | None = None) -> list[list[int]]:
+        """Regenerate `token_counts[i]` ids from each snapshot (S, m, d), in bounded batches.
+
+        `read_memories` (S, m, d) are the memories each snapshot was written from and `digests`
+        (S, 8) their sources' digests; only cycle-consistent selection (`samples` > 0) reads them.
+        """
         out: list[list[int]] = []
-        bar = tqdm(total=len(order), unit="seg", desc="expand", disable=not progress, leave=False)
-        for start in range(0, len(order), _EXPAND_BATCH):
-            batch = order[start : start + _EXPAND_BATCH]
-            snaps = memory.snapshots[batch].to(self.device, torch.float32)  # (b, m, d)
-            longest = max(memory.token_counts[i] for i in batch)
-            generated = self.network.generate(snaps, longest, beams=beams).tolist()
-            out.extend(ids[: memory.token_counts[i]] for i, ids in zip(batch, generated, strict=True))
-            bar.update(len(batch))
+        bar = tqdm(total=len(token_counts), unit="seg", desc="expand", disable=not progress, leave=False)
+        for start in range(0, len(token_counts), _EXPAND_BATCH):
+            rows = slice(start, start + _EXPAND_BATCH)
+            snaps = snapshots[rows].to(self.device, torch.float32)  # (b, m, d)
+            counts = token_counts[rows]
+            if samples:
+                reads = read_memories[rows].to(self.device, torch.float32)
+                batch_digests = None if digests is None else digests[rows]
+                choices = expand_consistent(self.network, reads, snaps, counts, beams, samples, batch_digests)
+                out.extend(choice.ids for choice in choices)
+            else:
+                generated = self.network.generate(snaps, max(counts), beams=beams).tolist()
+                out.extend(ids[:n] for n, ids in zip(counts, generated, strict=True))
+            bar.update(len(counts))
         bar.close()
         return out
 
     def expand(self, memory: Memory, segment: int | None = None, progress: bool = False,
-               beams: int = DEFAULT_BEAMS) -> str:
+               beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> str:
         """Reconstruct the text (or one segment of it) from memory alone."""
-        parts = self.expand_ids(memory, segment, progress, beams)
+        parts = self.expand_ids(memory, segment, progress, beams, samples)
         return self.detokenize([t for part in parts for t in part])
 
     def expand_verified(self, memory: Memory, segment: int | None = None, progress: bool = False,
-                        beams: int = DEFAULT_BEAMS) -> Reconstruction:
+                        beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> Reconstruction:
         """`expand`, checked: each regenerated segment against its source digest (`r3mem.verify`),
         so a caller knows which parts are the original text and which are the model's best guess."""
-        parts = self.expand_ids(memory, segment, progress, beams)
+        parts = self.expand_ids(memory, segment, progress, beams, samples)
         order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
         return Reconstruction(self.detokenize([t for part in parts for t in part]), order,
                               [memory.verify(i, ids) for i, ids in zip(order, parts, strict=True)])

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from r3mem.decoding import DEFAULT_BEAMS, check_beams
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, MAX_SAMPLES, check_beams, check_samples
 from r3mem.errors import InvalidInput, NotVerified, R3MemError
 
 
@@ -61,8 +61,10 @@ def cmd_expand(args: argparse.Namespace) -> int:
     from r3mem.memory_file import Memory
 
     check_beams(args.beams)  # before anything is read or loaded
+    check_samples(args.samples)
     memory = Memory.load(args.memory)
-    result = _load(args).expand_verified(memory, segment=args.segment, progress=not args.quiet, beams=args.beams)
+    result = _load(args).expand_verified(memory, segment=args.segment, progress=not args.quiet, beams=args.beams,
+                                         samples=args.samples)
     if args.require_verified and not result.exact:
         raise NotVerified(f"{result.summary()}; nothing written (--require-verified)")
     if not args.quiet:
@@ -168,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment", type=int, help="expand only this segment (0-based)")
     p.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
                    help=f"beam-search width; 1 is greedy and about 1.6 times as fast (default {DEFAULT_BEAMS})")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help="also draw this many samples per segment and keep the candidate that matches the "
+                        "source digest, else the one re-compressing nearest the memory (default "
+                        f"{DEFAULT_SAMPLES}: the top beam; 0-{MAX_SAMPLES})")
     p.add_argument("-o", "--output", help="write the text here instead of stdout")
     p.add_argument("--require-verified", action="store_true",
                    help="write nothing and exit 9 unless every segment regenerates its source exactly "

@@ -1,4 +1,4 @@
-"""How a memory is expanded back into tokens: the beam width and its bounds.
+"""How a memory is expanded back into tokens: the beam width, the extra samples, and their bounds.
 
 Kept free of torch so the command line can show and check the setting before a model loads.
 """
@@ -14,6 +14,14 @@ from r3mem.errors import InvalidInput
 # 1 is greedy, for when speed matters more than fidelity.
 DEFAULT_BEAMS = 4
 MAX_BEAMS = 16
+# Samples drawn beside the beams for cycle-consistent selection (`r3mem.cycle_decoding`): 0 keeps the
+# top beam. Each sample costs about what one greedy expansion does, so the bound keeps one request
+# from holding a worker for minutes.
+DEFAULT_SAMPLES = 0
+MAX_SAMPLES = 32
+# Sampling temperature of those extra candidates; a probe on training text chose 0.7 (below it the
+# samples repeat the beams, above it they drift from the memory).
+SAMPLE_TEMPERATURE = 0.7
 
 
 def check_beams(beams: object) -> int:
@@ -23,6 +31,18 @@ def check_beams(beams: object) -> int:
     return beams
 
 
-def describe(beams: int) -> str:
+def check_samples(samples: object) -> int:
+    """The sample count, or InvalidInput before any work is done."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 0 <= samples <= MAX_SAMPLES:
+        raise InvalidInput(f"samples must be an integer from 0 to {MAX_SAMPLES}, got {samples!r}")
+    return samples
+
+
+def describe(beams: int, samples: int = 0) -> str:
     """How reconstructions were decoded, in words for cards and result pages."""
-    return "greedily" if beams == 1 else f"by {beams}-beam search"
+    plain = "greedily" if beams == 1 else f"by {beams}-beam search"
+    if not samples:
+        return plain
+    drawn = "the greedy expansion" if beams == 1 else f"the {beams} beams"
+    return (f"by choosing, among {drawn} and {samples} samples at temperature {SAMPLE_TEMPERATURE}, "
+            "the candidate that re-compresses nearest the stored memory")

@@ -23,6 +23,7 @@ learned initial memory and write-token tables.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -303,19 +304,23 @@ class MemoryNetwork(nn.Module):
         likely of `beams` continuations is kept, so one early wrong token is less likely to drag the
         rest of the segment after it.
         """
+        return self.candidates(memory, n_tokens, GenerationConfig(num_beams=beams), marker)[:, 0]
+
+    @torch.no_grad()
+    def candidates(self, memory: Tensor, n_tokens: int, settings: GenerationConfig,
+                   marker: str = "segment") -> Tensor:
+        """(B, m, d) memory -> (B, K, n_tokens): the K = `settings.num_return_sequences` expansions
+        that `settings` (beam search, sampling) draws for each memory, most likely first for beams."""
         empty = torch.empty(memory.shape[0], 0, self.hidden_size, device=memory.device)
         prefix = self._read_inputs(memory, marker, empty.to(self.embed_dtype))  # (B, m+1, d)
-        settings = GenerationConfig(
-            max_new_tokens=n_tokens,
-            do_sample=False,
-            num_beams=beams,
-            eos_token_id=None,
-            pad_token_id=self.causal_lm.config.pad_token_id or 0,
-        )
+        settings = copy.deepcopy(settings)
+        settings.max_new_tokens = n_tokens
+        settings.eos_token_id = None  # the length is known: never stop early
+        settings.pad_token_id = self.causal_lm.config.pad_token_id or 0
         mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
         with self.adapter("expand"):
             out = self.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask, generation_config=settings)
-        return out[:, -n_tokens:]
+        return out[:, -n_tokens:].reshape(memory.shape[0], settings.num_return_sequences or 1, n_tokens)
 
     @property
     def embed_dtype(self) -> torch.dtype:

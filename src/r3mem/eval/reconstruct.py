@@ -16,12 +16,11 @@ from statistics import fmean
 import torch
 from tqdm.auto import tqdm
 
-from r3mem.decoding import DEFAULT_BEAMS, check_beams
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, check_beams, check_samples
 from r3mem.entities import RuleEntityExtractor
 from r3mem.errors import InvalidInput
 from r3mem.eval import metrics
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
-from r3mem.memory_file import Memory
 from r3mem.textio import read_corpus_text
 
 # averaged per segment; entity recall is pooled instead (see `average`)
@@ -52,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     parser.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
                         help=f"beam-search width of r3mem's expansion; 1 is greedy (default {DEFAULT_BEAMS})")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                        help="samples drawn beside the beams, the candidate re-compressing nearest the memory "
+                             f"kept (cycle-consistent decoding; default {DEFAULT_SAMPLES}: the top beam)")
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -107,19 +109,21 @@ def average(method: str, ratio, scores: list[dict]) -> dict:
 
 # -- methods ------------------------------------------------------------------------------
 def r3mem_scores(r3, segments: list[list[int]], k: int, entities: list[list[str]], desc: str,
-                 beams: int = DEFAULT_BEAMS) -> list[dict]:
+                 beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> list[dict]:
     """Compress each segment alone into exactly k vectors, then expand all of them in batches.
 
     A segment's detokenised text may re-tokenise differently, so the reference ids are those
-    of the text that was compressed. The per-segment memories are stacked into one `Memory`
-    only so that `expand_ids` can batch them; each snapshot still stands for its segment alone.
+    of the text that was compressed. Each snapshot was written from the initial memory, which
+    cycle-consistent selection re-compresses from; source digests are not consulted, so the
+    figures say what the memory alone gives back.
     """
     texts = [r3.detokenize(seg) for seg in segments]
     ratio = r3.config.segment_len / k  # exactly k vectors, also when segments are shorter than the checkpoint's
     memories = [r3.compress(t, ratio=ratio) for t in tqdm(texts, desc=f"{desc} compress", leave=False)]
-    stacked = Memory(torch.cat([m.snapshots for m in memories]), [c for m in memories for c in m.token_counts],
-                     memories[0].segment_len, memories[0].model_fingerprint, memories[0].checkpoint_fingerprint)
-    parts = iter(r3.expand_ids(stacked, progress=True, beams=beams))
+    snapshots = torch.cat([m.snapshots for m in memories])  # (S, k, d): one per segment
+    initial = r3.network.initial(len(snapshots), k).detach().cpu()
+    parts = iter(r3.expand_snapshots(snapshots, [c for m in memories for c in m.token_counts], initial,
+                                     progress=True, beams=beams, samples=samples))
     out = []
     for text, memory, ents in zip(texts, memories, entities, strict=True):
         hyp = [t for _ in range(len(memory)) for t in next(parts)]
@@ -166,6 +170,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
     segment_len = args.segment_len or r3.config.segment_len
     methods = parse_methods(getattr(args, "methods", ",".join(METHODS)))
     beams = check_beams(getattr(args, "beams", DEFAULT_BEAMS))
+    cycle_samples = check_samples(getattr(args, "samples", DEFAULT_SAMPLES))
     budget = check_budget(r3, segment_len, args.ratios)
     segments = cut_segments(r3, read_texts(args.data), segment_len, args.limit)
     if not segments:
@@ -177,7 +182,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
         for ratio, k in budget.items():
             desc = f"{method} x{ratio}"
             if method == "r3mem":
-                scores = r3mem_scores(r3, segments, k, entities, desc, beams)
+                scores = r3mem_scores(r3, segments, k, entities, desc, beams, cycle_samples)
             else:
                 module = importlib.import_module(f"r3mem.eval.baselines.{method}")
                 scores = baseline_scores(r3, module, segments, k, entities, desc)
@@ -189,7 +194,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
     return EvalResult(task="reconstruct", data=str(args.data), checkpoint=r3.checkpoint_fingerprint,
                       model=r3.base.name, rows=rows,
                       extra={"segment_len": segment_len, "segments": len(segments), "trained": r3.trained,
-                             "beams": beams,
+                             "beams": beams, "cycle_samples": cycle_samples,
                              "budget_tokens": {str(r): k for r, k in budget.items()}, "samples": samples})
 
 

@@ -64,7 +64,8 @@ def render(out: Path, seconds: dict[str, float]) -> str:
                   f"- machine: {run.get('machine', '?')}, {run.get('threads', '?')} threads, torch "
                   f"{run.get('torch', '?')}; date: {run.get('date', '?')}"
                   + (f"; wall time {wall:.0f} s" if wall is not None else "")
-                  + (f"; r3mem decoded {describe_decoding(result['beams'])}" if "beams" in result else ""), "",
+                  + (f"; r3mem decoded {describe_decoding(result['beams'], result.get('cycle_samples', 0))}"
+                     if "beams" in result else ""), "",
                   "```", format_table(result["rows"]), "```", ""]
         if (out / f"{name}.png").is_file():
             lines += [f"![{name}](results/{name}.png)", ""]

@@ -102,7 +102,7 @@ def _lineage_lines(lineage: list[dict]) -> list[str]:
 def _decoding(result: dict | None) -> str:
     """How the card's reconstructions were decoded: results written before beams were recorded
     were greedy, the only decoding there was then."""
-    return describe_decoding((result or {}).get("beams") or 1)
+    return describe_decoding((result or {}).get("beams") or 1, (result or {}).get("cycle_samples") or 0)
 
 
 def reconstruction(result: dict) -> dict:

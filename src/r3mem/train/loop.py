@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 from r3mem.api import R3Mem
-from r3mem.machine import peak_rss_gb, run_info
+from r3mem.machine import peak_rss_gb, run_info, usable_precision
 from r3mem.train.config import TrainConfig
 from r3mem.train.data import HierarchyPairs, TokenCorpus, load_texts, step_rng
 from r3mem.train.losses import Objective
@@ -99,7 +99,10 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print, stop_after_s: float | None = N
     """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision)
+    precision, why = usable_precision(cfg.mixed_precision, r3.device.type)
+    if why:
+        log(f"warning: {why}")
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=precision)
     net = r3.network.train()
     net.activation_checkpointing = cfg.activation_checkpointing
     optimizer = _optimizer(net, cfg)
@@ -126,7 +129,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print, stop_after_s: float | None = N
     # every stretch of the run was trained and on how many tokens.
     start_row = {"event": "start", "step": start, "train_texts": len(train_texts), "train_tokens": len(corpus.ids),
                  "val_texts": len(val_texts), "val_tokens": len(val_corpus.ids),
-                 "processes": accelerator.num_processes, **run_info()}
+                 "processes": accelerator.num_processes, "mixed_precision": precision, **run_info()}
     logfile.write(json.dumps(start_row) + "\n")
     if changes:
         logfile.write(json.dumps({"event": "config-change", "step": start, "changes": changes}) + "\n")

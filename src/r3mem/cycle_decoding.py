@@ -1,0 +1,85 @@
+"""Cycle-consistent expansion: among several candidate expansions, keep the one whose
+re-compression lands nearest the stored memory.
+
+R³Mem trains mem(expand(mem(x))) ≈ mem(x) (`L_cyc`). At decoding time the same identity can
+choose: the source re-compresses to the stored snapshot (up to its fp16 rounding), and because
+the memory pools each chunk's token embeddings, a candidate that skipped or repeated a word
+lands further away than one that only differs from the top beam in probability. Beam search
+alone proposes candidates too alike to matter, so `samples` draws more at temperature 0.7.
+
+When the memory keeps source digests (`r3mem.verify`), a candidate that matches its segment's
+digest is the source itself and is taken whatever its distance; the caller learns it is exact.
+
+Sampling is seeded per call, so expanding the same memory twice gives the same text, and the
+caller's global RNG is left as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import GenerationConfig
+
+from r3mem.decoding import SAMPLE_TEMPERATURE
+from r3mem.memory_net import MemoryNetwork
+from r3mem.verify import matches
+
+_SEED = 0  # fixed: an expansion is a function of the memory, not of when it was asked for
+
+
+@dataclass
+class Choice:
+    """The kept candidate of one segment, how far its re-compression lies from the memory, and
+    whether it matched the segment's source digest (None: no digest to check against)."""
+
+    ids: list[int]
+    distance: float
+    verified: bool | None
+
+
+def draw(network: MemoryNetwork, snapshots: Tensor, n_tokens: int, beams: int, samples: int) -> Tensor:
+    """(B, m, d) snapshots -> (B, beams + samples, n_tokens) candidates, the top beam first."""
+    pool = network.candidates(snapshots, n_tokens, GenerationConfig(num_beams=beams, num_return_sequences=beams))
+    if samples:
+        sampling = GenerationConfig(do_sample=True, temperature=SAMPLE_TEMPERATURE, top_k=0, top_p=1.0,
+                                    num_return_sequences=samples)
+        devices = [snapshots.device] if snapshots.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(_SEED)
+            pool = torch.cat([pool, network.candidates(snapshots, n_tokens, sampling)], 1)
+    return pool
+
+
+@torch.no_grad()
+def choose(network: MemoryNetwork, read_memory: Tensor, snapshot: Tensor, candidates: Tensor,
+           digest: Tensor | None = None) -> Choice:
+    """Pick one segment's expansion from `candidates` (K, T) by re-compressing each.
+
+    `read_memory` (m, d) is the memory the segment was written from (the previous snapshot, or
+    the initial memory for a first segment) and `snapshot` (m, d) the one it produced; ties
+    keep the earlier candidate, so the top beam wins when nothing is nearer.
+    """
+    count = candidates.shape[0]
+    again = network.write(read_memory.unsqueeze(0).expand(count, -1, -1).float(), candidates)  # (K, m, d)
+    distance = (again - snapshot.float().unsqueeze(0)).pow(2).mean((1, 2))  # (K,)
+    rows = candidates.tolist()
+    if digest is not None:
+        for i, ids in enumerate(rows):
+            if matches(digest, ids):
+                return Choice(ids, float(distance[i]), True)
+    best = int(distance.argmin())
+    return Choice(rows[best], float(distance[best]), None if digest is None else False)
+
+
+def expand_consistent(network: MemoryNetwork, read_memories: Tensor, snapshots: Tensor,
+                      token_counts: Sequence[int], beams: int, samples: int,
+                      digests: Tensor | None = None) -> list[Choice]:
+    """Expand a batch of segments (B, m, d), each written from `read_memories` (B, m, d), and keep
+    for each the candidate nearest its snapshot; `token_counts` trims each to its own length."""
+    pool = draw(network, snapshots, max(token_counts), beams, samples)  # (B, K, T)
+    return [choose(network, read_memories[b], snapshots[b], pool[b, :, :n],
+                   None if digests is None else digests[b])
+            for b, n in enumerate(token_counts)]
