@@ -10,6 +10,7 @@ import argparse
 import importlib
 import shlex
 import sys
+import time
 
 from r3mem.eval.common import format_table, write_outputs
 from r3mem.machine import run_info
@@ -44,7 +45,10 @@ def run(args: argparse.Namespace, load) -> int:
     except ModuleNotFoundError as exc:
         raise R3MemError(f"eval {args.eval_task} is not available in this build") from exc
     r3 = load(args)
+    began = time.monotonic()
     result = module.run(args, r3)
+    # the evaluation's own time, model load excluded: what a decoding setting costs
+    result.extra.setdefault("wall_s", round(time.monotonic() - began, 1))
     result.extra.setdefault("run", run_info())
     result.extra.setdefault("command", "r3mem " + shlex.join(getattr(args, "argv", sys.argv[1:])))
     print(format_table(result.rows))
