@@ -115,6 +115,11 @@ def test_recall_reconstructs_with_the_requested_beam_width(store):
     for bad in (0, 17, "4", True):
         with pytest.raises(InvalidInput, match="beams"):
             store.recall("sentence", ALICE, beams=bad)
+    hit = store.recall("sentence", ALICE, top_k=1, beams=2, samples=3)[0]
+    assert hit.text == store.encoder.r3.expand(store.encoder.as_memory(hit.record), beams=2, samples=3)
+    for bad in (-1, 33, "2", True):
+        with pytest.raises(InvalidInput, match="samples"):
+            store.recall("sentence", ALICE, samples=bad)
 
 
 def _sqlite_files(url):

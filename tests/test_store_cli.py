@@ -66,6 +66,8 @@ def test_export_import_through_the_cli(run, tmp_path):
     (("recall", "--user", "alice", "q", "--top-k", "0"), 2),
     (("recall", "--user", "alice", "q", "--beams", "0"), 2),
     (("ask", "--user", "alice", "q?", "--beams", "17"), 2),
+    (("recall", "--user", "alice", "q", "--samples", "-1"), 2),
+    (("ask", "--user", "alice", "q?", "--samples", "33"), 2),
     (("delete", "--user", "alice"), 2),
 ])
 def test_bad_input_exits_nonzero_with_one_line(run, argv, code):

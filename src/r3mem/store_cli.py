@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from r3mem.decoding import DEFAULT_BEAMS, MAX_BEAMS
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, MAX_BEAMS, MAX_SAMPLES
 from r3mem.errors import InvalidInput
 
 if TYPE_CHECKING:  # the model stack is imported only by commands that load it
@@ -68,14 +68,14 @@ class StoreCommands:
     def recall(self, args):
         store, ns = self._store(args)
         hits = store.recall(" ".join(args.query), ns, top_k=args.top_k, level=args.level, method=args.method,
-                             beams=args.beams)
+                             beams=args.beams, samples=args.samples)
         _print([{"id": h.record.id, "level": h.record.level, "score": round(h.score, 4), "text": h.text,
                  "text_source": h.text_source} for h in hits])
 
     def ask(self, args):
         store, ns = self._store(args)
         answer = store.ask(" ".join(args.question), ns, top_k=args.top_k, method=args.method,
-                           beams=args.beams)
+                           beams=args.beams, samples=args.samples)
         _print({"answer": answer.answer, "record_ids": answer.record_ids})
 
     def get(self, args):
@@ -197,6 +197,9 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
         p.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
                        help=f"beam width for memory-only records' reconstructions (1 greedy, at most {MAX_BEAMS}; "
                             f"default {DEFAULT_BEAMS})")
+        p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                       help="samples drawn beside the beams for memory-only records, the candidate re-compressing "
+                            f"nearest the memory kept (0-{MAX_SAMPLES}; default {DEFAULT_SAMPLES}: the top beam)")
         if name == "recall":
             p.add_argument("--level", help="only records of this level")
     p = command("get", cmds.get, "show one record")

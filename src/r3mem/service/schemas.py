@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r3mem.decoding import DEFAULT_BEAMS, MAX_BEAMS
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, MAX_BEAMS, MAX_SAMPLES
 from r3mem.store.namespace import ID_PATTERN, Namespace
 
 # The store's LEVELS, METHODS and ROLES, spelt out so OpenAPI lists them (a test keeps them in step).
@@ -21,6 +21,8 @@ Method = Literal["memory", "key", "bm25", "hybrid"]
 Role = Literal["user", "assistant", "system", "tool"]
 _BEAMS_DOC = ("beam width when a memory-only record's text is reconstructed: 1 is greedy (about 1.6 times "
               "faster), more beams slip less")
+_SAMPLES_DOC = ("samples drawn beside the beams when a memory-only record's text is reconstructed; the "
+                "candidate whose re-compression lies nearest the stored memory is kept (0: the top beam)")
 _ID_DOC = "1-128 letters, digits or _.@:+- starting with a letter or digit"
 # Documented, not enforced here: `Namespace` checks it, with the same message as in the CLI.
 _ID_SCHEMA: dict[str, Any] = {"pattern": f"^{ID_PATTERN}$"}
@@ -75,6 +77,7 @@ class RecallRequest(_Strict):
     method: Method = Field("memory", description="memory: query likelihood under each record's memory; key: "
                                                   "key similarity only; bm25: lexical; hybrid: memory and bm25 fused")
     beams: int = Field(DEFAULT_BEAMS, ge=1, le=MAX_BEAMS, description=_BEAMS_DOC)
+    samples: int = Field(DEFAULT_SAMPLES, ge=0, le=MAX_SAMPLES, description=_SAMPLES_DOC)
 
 
 class AskRequest(_Strict):
@@ -83,6 +86,7 @@ class AskRequest(_Strict):
     top_k: int = Field(3, ge=1, le=100, description="how many recalled records the reader sees")
     method: Method = "memory"
     beams: int = Field(DEFAULT_BEAMS, ge=1, le=MAX_BEAMS, description=_BEAMS_DOC)
+    samples: int = Field(DEFAULT_SAMPLES, ge=0, le=MAX_SAMPLES, description=_SAMPLES_DOC)
 
 
 class ExportRequest(_Strict):
