@@ -1,13 +1,13 @@
-"""Probe, not a shipped decoder: pick an expansion by how closely its re-compression matches the memory.
+"""Probe beside the shipped decoder (`r3mem.cycle_decoding`, `--samples N`): its pick against the best one.
 
 R3Mem's cycle loss asks mem(expand(mem(x))) ~= mem(x). At decoding time the same test can choose
 among candidate expansions: the source itself re-compresses to exactly the stored memory, and the
 memory pools token embeddings chunk by chunk, so a candidate shifted by a skipped word lands
 further away. This script draws candidates (beam search's, and optionally samples), then reports
 position-wise and aligned token accuracy of: the top beam (the default decoding), the candidate
-nearest in memory, and the best candidate in hindsight (the oracle), at ratio 4.
+nearest in memory (what `--samples` ships), and the best candidate in hindsight (the oracle), at ratio 4.
 
-    .venv/bin/python scripts/probe_memory_rerank.py --windows 16 --beams 4 --samples 8 --temperature 0.7 --text train
+    .venv/bin/python scripts/probe_memory_rerank.py --windows 16 --beams 4 --samples 8 --text train
 
 `--text train` draws windows from training books, so settings chosen here never see held-out text.
 """
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig
 
 from r3mem.api import R3Mem
+from r3mem.cycle_decoding import choose, draw
 from r3mem.eval.metrics import aligned_token_accuracy, token_accuracy
 from r3mem.train.config import TrainConfig
 from r3mem.train.data import TokenCorpus, load_texts, step_rng
@@ -29,21 +29,11 @@ from r3mem.train.data import TokenCorpus, load_texts, step_rng
 SEG, RATIO = 128, 4
 
 
-def candidates(net, memory: torch.Tensor, config: GenerationConfig, count: int) -> torch.Tensor:
-    """(B, count, SEG) expansions of `memory` under `config`."""
-    prefix = net._read_inputs(memory, "segment", torch.empty(len(memory), 0, net.hidden_size, dtype=net.embed_dtype))
-    mask = torch.ones(prefix.shape[:2], dtype=torch.long)
-    with net.adapter("expand"):
-        out = net.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask, generation_config=config)
-    return out[:, -SEG:].view(len(memory), count, SEG)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=16)
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--samples", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--text", choices=("train", "val"), default="train")
     parser.add_argument("--config", default="configs/smollm2-135m-rec-lm-128-c5.toml")
     args = parser.parse_args()
@@ -56,22 +46,14 @@ def main() -> None:
     windows = torch.as_tensor(corpus.windows(step_rng(cfg.seed, -1 % (2**31), 99), args.windows, 2 * SEG))[:, :SEG]
     memory = net.write(net.initial(args.windows, SEG // RATIO), windows)
     began = time.time()
-    beam = GenerationConfig(max_new_tokens=SEG, do_sample=False, num_beams=args.beams,
-                            num_return_sequences=args.beams, eos_token_id=None, pad_token_id=0)
-    pool = candidates(net, memory, beam, args.beams)
-    if args.samples:
-        torch.manual_seed(0)
-        sample = GenerationConfig(max_new_tokens=SEG, do_sample=True, temperature=args.temperature, top_k=0,
-                                  top_p=1.0, num_return_sequences=args.samples, eos_token_id=None, pad_token_id=0)
-        pool = torch.cat([pool, candidates(net, memory, sample, args.samples)], 1)
+    pool = draw(net, memory, SEG, args.beams, args.samples)
     print(f"{pool.shape[1]} candidates per window in {time.time() - began:.0f} s")
     picks: dict[str, list[tuple[float, float]]] = {"top beam": [], "nearest memory": [], "oracle": []}
     for i, ref in enumerate(windows.tolist()):
-        again = net.write(net.initial(pool.shape[1], SEG // RATIO), pool[i])
-        distance = (again - memory[i : i + 1]).pow(2).mean((1, 2))
+        choice = choose(net, net.initial(1, SEG // RATIO)[0], memory[i], pool[i])
         scores = [(token_accuracy(ref, c), aligned_token_accuracy(ref, c)) for c in pool[i].tolist()]
         picks["top beam"].append(scores[0])
-        picks["nearest memory"].append(scores[int(distance.argmin())])
+        picks["nearest memory"].append((token_accuracy(ref, choice.ids), aligned_token_accuracy(ref, choice.ids)))
         picks["oracle"].append(max(scores))
     for name, rows in picks.items():
         print(f"{name:15s} position-wise {sum(a for a, _ in rows) / len(rows):.4f}  "
