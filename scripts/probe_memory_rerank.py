@@ -5,7 +5,8 @@ among candidate expansions: the source itself re-compresses to exactly the store
 memory pools token embeddings chunk by chunk, so a candidate shifted by a skipped word lands
 further away. This script draws candidates (beam search's, and optionally samples), then reports
 position-wise and aligned token accuracy of: the top beam (the default decoding), the candidate
-nearest in memory (what `--samples` ships), and the best candidate in hindsight (the oracle), at ratio 4.
+what `--samples` ships (`choose`), the nearest in memory among candidates within a margin of the
+likeliest one's mean token NLL (for several margins), and the best candidate in hindsight (the oracle), at ratio 4.
 
     .venv/bin/python scripts/probe_memory_rerank.py --windows 16 --beams 4 --samples 8 --text train
 
@@ -22,11 +23,12 @@ import torch
 
 from r3mem.api import R3Mem
 from r3mem.cycle_decoding import choose, draw
-from r3mem.eval.metrics import aligned_token_accuracy, token_accuracy
+from r3mem.eval.metrics import aligned_token_accuracy, bleu4, token_accuracy
 from r3mem.train.config import TrainConfig
 from r3mem.train.data import TokenCorpus, load_texts, step_rng
 
 SEG, RATIO = 128, 4
+MARGINS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)  # mean token NLL above the likeliest candidate's
 
 
 def main() -> None:
@@ -48,16 +50,27 @@ def main() -> None:
     began = time.time()
     pool = draw(net, memory, SEG, args.beams, args.samples)
     print(f"{pool.shape[1]} candidates per window in {time.time() - began:.0f} s")
-    picks: dict[str, list[tuple[float, float]]] = {"top beam": [], "nearest memory": [], "oracle": []}
+    picks: dict[str, list[tuple[float, float, float]]] = {"top beam": [], "shipped choice": [], "oracle": []}
+    picks |= {f"nearest within +{m:g} nats": [] for m in MARGINS}
     for i, ref in enumerate(windows.tolist()):
         choice = choose(net, net.initial(1, SEG // RATIO)[0], memory[i], pool[i])
-        scores = [(token_accuracy(ref, c), aligned_token_accuracy(ref, c)) for c in pool[i].tolist()]
+        cands = pool[i].tolist()
+        ref_text = r3.detokenize(ref)
+        scores = [(token_accuracy(ref, c), aligned_token_accuracy(ref, c), bleu4(ref_text, r3.detokenize(c)))
+                  for c in cands]
         picks["top beam"].append(scores[0])
-        picks["nearest memory"].append((token_accuracy(ref, choice.ids), aligned_token_accuracy(ref, choice.ids)))
+        picks["shipped choice"].append(scores[cands.index(choice.ids)])
         picks["oracle"].append(max(scores))
+        # nearest in memory among the candidates whose mean token NLL is within a margin of the likeliest
+        again = net.write(net.initial(len(cands), SEG // RATIO), pool[i])
+        distance = (again - memory[i : i + 1]).pow(2).mean((1, 2))
+        nll = torch.tensor([float(net.read(memory[i : i + 1], pool[i, j : j + 1]).loss) for j in range(len(cands))])
+        for m in MARGINS:
+            allowed = nll <= nll.min() + m
+            picks[f"nearest within +{m:g} nats"].append(scores[int(torch.where(allowed, distance, torch.inf).argmin())])
     for name, rows in picks.items():
-        print(f"{name:15s} position-wise {sum(a for a, _ in rows) / len(rows):.4f}  "
-              f"aligned {sum(b for _, b in rows) / len(rows):.4f}")
+        print(f"{name:28s} position-wise {sum(r[0] for r in rows) / len(rows):.4f}  "
+              f"aligned {sum(r[1] for r in rows) / len(rows):.4f}  bleu4 {sum(r[2] for r in rows) / len(rows):.4f}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,14 @@ def test_sampling_is_seeded_per_call_and_leaves_the_callers_rng_alone(tiny):
     assert len({tuple(row) for row in first[0, 1:].tolist()}) > 1  # the samples differ from one another
 
 
-def test_the_source_among_candidates_is_chosen_by_its_memory_alone(tiny):
+@pytest.fixture
+def no_margin(monkeypatch):
+    """Every candidate competes on distance: the untrained tiny model reads the source no better
+    than a stranger, so the likelihood margin would otherwise decide these tests."""
+    monkeypatch.setattr(cycle_decoding, "NLL_MARGIN", float("inf"))
+
+
+def test_the_source_among_candidates_is_chosen_by_its_memory_alone(tiny, no_margin):
     """The source re-compresses to its own snapshot (distance 0); strangers do not."""
     source = source_segments(tiny, 1)[0]
     read = tiny.network.initial(1, 4)[0]
@@ -44,7 +51,32 @@ def test_the_source_among_candidates_is_chosen_by_its_memory_alone(tiny):
     assert choice.ids == source and choice.distance < 1e-10 and choice.verified is None
 
 
-def test_a_digest_match_wins_whatever_its_distance(tiny):
+def test_only_candidates_that_read_nearly_as_well_as_the_likeliest_compete_on_distance(tiny, monkeypatch):
+    source = source_segments(tiny, 1)[0]
+    read = tiny.network.initial(1, 4)[0]
+    snapshot = tiny.network.write(read.unsqueeze(0), torch.tensor([source]))[0]
+    strangers = torch.randint(1, 300, (2, len(source)))
+    candidates = torch.cat([strangers, torch.tensor([source])])
+    distances = [float((tiny.network.write(read.unsqueeze(0), c.unsqueeze(0))[0] - snapshot).pow(2).mean())
+                 for c in strangers]
+    nearer_stranger = int(torch.tensor(distances).argmin())
+    # the source is nearest, but reads NLL_MARGIN + 0.05 nats worse than the likeliest candidate
+    nll = torch.tensor([2.0, 2.0, 2.0 + cycle_decoding.NLL_MARGIN + 0.05])
+    monkeypatch.setattr(cycle_decoding, "mean_nll", lambda net, snap, cands: nll)
+    assert choose(tiny.network, read, snapshot, candidates).ids == strangers[nearer_stranger].tolist()
+    nll[2] = 2.0 + cycle_decoding.NLL_MARGIN - 0.05  # within the margin: its memory decides
+    assert choose(tiny.network, read, snapshot, candidates).ids == source
+
+
+def test_mean_nll_is_each_candidates_own_teacher_forced_loss(tiny):
+    memory = tiny.network.write(tiny.network.initial(1, 4), torch.tensor(source_segments(tiny, 1)))[0]
+    candidates = torch.randint(1, 300, (3, 16))
+    per_row = cycle_decoding.mean_nll(tiny.network, memory, candidates)
+    alone = [float(tiny.network.read(memory.unsqueeze(0), c.unsqueeze(0)).loss) for c in candidates]
+    assert torch.allclose(per_row, torch.tensor(alone), atol=1e-5)
+
+
+def test_a_digest_match_wins_whatever_its_distance(tiny, no_margin):
     source = source_segments(tiny, 1)[0]
     read = tiny.network.initial(1, 4)[0]
     candidates = torch.cat([torch.randint(1, 300, (2, len(source))), torch.tensor([source])])
@@ -91,7 +123,7 @@ def test_each_segment_is_re_compressed_from_the_snapshot_before_it(tiny, monkeyp
     assert len(seen) == 1 and torch.equal(seen[0][0], memory.snapshots[1].float())
 
 
-def test_the_source_of_a_later_segment_is_found_among_the_candidates(tiny, with_source_in_pool):
+def test_the_source_of_a_later_segment_is_found_among_the_candidates(tiny, with_source_in_pool, no_margin):
     text = CORPUS[:300]
     memory = tiny.compress(text, ratio=4)
     ids = tiny.tokenize(text)
@@ -110,7 +142,7 @@ def test_expansion_with_samples_verifies_when_the_source_is_drawn(tiny, with_sou
     assert not greedy.exact
 
 
-def test_one_segment_of_a_memory_can_be_chosen_alone(tiny, with_source_in_pool):
+def test_one_segment_of_a_memory_can_be_chosen_alone(tiny, with_source_in_pool, no_margin):
     memory = tiny.compress(CORPUS[:300], ratio=4)
     segments = list(tiny.segments(tiny.tokenize(CORPUS[:300])))
     with_source_in_pool.append(segments[2])
