@@ -4,9 +4,10 @@ R3Mem's cycle loss asks mem(expand(mem(x))) ~= mem(x). At decoding time the same
 among candidate expansions: the source itself re-compresses to exactly the stored memory, and the
 memory pools token embeddings chunk by chunk, so a candidate shifted by a skipped word lands
 further away. This script draws candidates (beam search's, and optionally samples), then reports
-position-wise and aligned token accuracy of: the top beam (the default decoding), the candidate
-what `--samples` ships (`choose`), the nearest in memory among candidates within a margin of the
-likeliest one's mean token NLL (for several margins), and the best candidate in hindsight (the oracle), at ratio 4.
+position-wise and aligned token accuracy and BLEU-4, at ratio 4, of: the top beam (the default
+decoding), what `--samples` ships (`choose`), the nearest in memory among the candidates within a
+margin of the likeliest one's mean token NLL (for several margins; no limit was the first version),
+and the best candidate in hindsight (the oracle).
 
     .venv/bin/python scripts/probe_memory_rerank.py --windows 16 --beams 4 --samples 8 --text train
 
