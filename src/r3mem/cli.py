@@ -172,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"beam-search width; 1 is greedy and about 1.6 times as fast (default {DEFAULT_BEAMS})")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                    help="also draw this many samples per segment and keep the candidate that matches the "
-                        "source digest, else the one re-compressing nearest the memory (default "
-                        f"{DEFAULT_SAMPLES}: the top beam; 0-{MAX_SAMPLES})")
+                        "source digest, else the one re-compressing nearest the memory among those that read "
+                        f"nearly as well as the likeliest (default {DEFAULT_SAMPLES}: the top beam; 0-{MAX_SAMPLES})")
     p.add_argument("-o", "--output", help="write the text here instead of stdout")
     p.add_argument("--require-verified", action="store_true",
                    help="write nothing and exit 9 unless every segment regenerates its source exactly "
