@@ -25,17 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers import GenerationConfig
 
-from r3mem.decoding import SAMPLE_TEMPERATURE
+from r3mem.decoding import NLL_MARGIN, SAMPLE_TEMPERATURE
 from r3mem.memory_net import MemoryNetwork
 from r3mem.verify import matches
 
 _SEED = 0  # fixed: an expansion is a function of the memory, not of when it was asked for
-# How much worse (mean token NLL under the memory, nats) than the likeliest candidate a candidate may
-# read and still be chosen for its nearer memory. Chosen on 16 ratio-4 windows of training text
-# (`scripts/probe_memory_rerank.py`, 4 beams + 8 samples): position-wise accuracy / BLEU-4 were
-# 0.369 / 0.749 for the top beam, 0.481 / 0.701 with no margin limit, 0.416 / 0.748 at 0.05 and
-# 0.431 / 0.744 at 0.1, where aligned accuracy was 0.887 against the top beam's 0.882.
-NLL_MARGIN = 0.1
 
 
 @dataclass
