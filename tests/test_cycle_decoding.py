@@ -7,6 +7,7 @@ from tests.conftest import CORPUS
 
 from r3mem import cycle_decoding
 from r3mem.cycle_decoding import choose, draw
+from r3mem.errors import InvalidInput
 from r3mem.verify import segment_digest
 
 
@@ -148,3 +149,10 @@ def test_one_segment_of_a_memory_can_be_chosen_alone(tiny, with_source_in_pool, 
     with_source_in_pool.append(segments[2])
     memory.segment_digests = None
     assert tiny.expand_ids(memory, segment=2, beams=1, samples=3) == [segments[2]]
+
+
+def test_selection_without_the_read_memories_is_refused(tiny):
+    memory = tiny.compress(CORPUS[:100], ratio=4)
+    with pytest.raises(InvalidInput, match="needs the memories"):
+        tiny.expand_snapshots(memory.snapshots, memory.token_counts, None, samples=1)
+    assert len(tiny.expand_snapshots(memory.snapshots, memory.token_counts, None, beams=1)) == len(memory)

@@ -182,29 +182,34 @@ class R3Mem:
         if segment is not None and not -len(memory) <= segment < len(memory):
             raise InvalidInput(f"segment {segment} out of range: the memory has {len(memory)} segment(s)")
         order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
-        # snapshots[i] was written from snapshots[i - 1]: the recurrence compress() ran
-        initial = self.network.initial(1, memory.memory_tokens)[0].detach().cpu()
-        reads = [memory.snapshots[i - 1].float() if i > 0 else initial for i in order]
+        reads = None
+        if samples:  # snapshots[i] was written from snapshots[i - 1]: the recurrence compress() ran
+            initial = self.network.initial(1, memory.memory_tokens)[0].detach().cpu()
+            reads = torch.stack([memory.snapshots[i - 1].float() if i > 0 else initial for i in order])
         return self.expand_snapshots(memory.snapshots[order], [memory.token_counts[i] for i in order],
-                                     torch.stack(reads), progress, beams, samples,
+                                     reads, progress, beams, samples,
                                      None if memory.segment_digests is None else memory.segment_digests[order])
 
     @torch.no_grad()
-    def expand_snapshots(self, snapshots: torch.Tensor, token_counts: list[int], read_memories: torch.Tensor,
+    def expand_snapshots(self, snapshots: torch.Tensor, token_counts: list[int], read_memories: torch.Tensor | None,
                          progress: bool = False, beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
                          digests: torch.Tensor | None = None) -> list[list[int]]:
         """Regenerate `token_counts[i]` ids from each snapshot (S, m, d), in bounded batches.
 
         `read_memories` (S, m, d) are the memories each snapshot was written from and `digests`
-        (S, 8) their sources' digests; only cycle-consistent selection (`samples` > 0) reads them.
+        (S, 8) their sources' digests; only cycle-consistent selection (`samples` > 0) reads them,
+        and needs the former.
         """
+        if samples and read_memories is None:
+            raise InvalidInput("cycle-consistent selection (samples > 0) needs the memories each snapshot was "
+                               "written from")
         out: list[list[int]] = []
         bar = tqdm(total=len(token_counts), unit="seg", desc="expand", disable=not progress, leave=False)
         for start in range(0, len(token_counts), _EXPAND_BATCH):
             rows = slice(start, start + _EXPAND_BATCH)
             snaps = snapshots[rows].to(self.device, torch.float32)  # (b, m, d)
             counts = token_counts[rows]
-            if samples:
+            if samples and read_memories is not None:
                 reads = read_memories[rows].to(self.device, torch.float32)
                 batch_digests = None if digests is None else digests[rows]
                 choices = expand_consistent(self.network, reads, snaps, counts, beams, samples, batch_digests)
