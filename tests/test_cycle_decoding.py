@@ -34,6 +34,14 @@ def test_sampling_is_seeded_per_call_and_leaves_the_callers_rng_alone(tiny):
     assert len({tuple(row) for row in first[0, 1:].tolist()}) > 1  # the samples differ from one another
 
 
+def test_a_segment_draws_the_same_samples_alone_as_in_a_batch(tiny):
+    """Which segments a recall expands together depends on its query; a segment's text must not."""
+    memory = tiny.network.write(tiny.network.initial(3, 4), torch.tensor(source_segments(tiny, 3)))
+    together = draw(tiny.network, memory, 16, beams=1, samples=4)
+    for b in range(3):
+        assert torch.equal(draw(tiny.network, memory[b : b + 1], 16, beams=1, samples=4)[0], together[b])
+
+
 @pytest.fixture
 def no_margin(monkeypatch):
     """Every candidate competes on distance: the untrained tiny model reads the source no better
@@ -87,6 +95,24 @@ def test_a_digest_match_wins_whatever_its_distance(tiny, no_margin):
     choice = choose(tiny.network, read, stranger, candidates, digest)
     assert choice.ids == source and choice.verified is True
     assert choose(tiny.network, read, stranger, candidates[:2], digest).verified is False
+
+
+def test_a_digest_match_re_compresses_only_the_match(tiny, monkeypatch):
+    """The digest already proves the match is the source; the other candidates' writes are waste."""
+    source = source_segments(tiny, 1)[0]
+    read = tiny.network.initial(1, 4)[0]
+    snapshot = tiny.network.write(read.unsqueeze(0), torch.tensor([source]))[0]
+    candidates = torch.cat([torch.randint(1, 300, (3, len(source))), torch.tensor([source])])
+    digest = torch.tensor(list(segment_digest(source)), dtype=torch.uint8)
+    written = []
+    real_write = tiny.network.write
+    monkeypatch.setattr(tiny.network, "write", lambda memory, ids: written.append(len(ids)) or real_write(memory, ids))
+    choice = choose(tiny.network, read, snapshot, candidates, digest)
+    assert choice.ids == source and choice.verified is True and choice.distance < 1e-10
+    assert written == [1]
+    written.clear()
+    assert choose(tiny.network, read, snapshot, candidates[:3], digest).verified is False
+    assert written == [3]
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ nearest is kept among those that read almost as well as the likeliest (`NLL_MARG
 When the memory keeps source digests (`r3mem.verify`), a candidate that matches its segment's
 digest is the source itself and is taken whatever its distance; the caller learns it is exact.
 
-Sampling is seeded per call, so expanding the same memory twice gives the same text, and the
-caller's global RNG is left as it was.
+Sampling is seeded per segment, so expanding the same memory twice gives the same text, a
+segment reads the same alone or in a batch, and the caller's global RNG is left as it was.
 """
 
 from __future__ import annotations
@@ -43,16 +43,23 @@ class Choice:
 
 
 def draw(network: MemoryNetwork, snapshots: Tensor, n_tokens: int, beams: int, samples: int) -> Tensor:
-    """(B, m, d) snapshots -> (B, beams + samples, n_tokens) candidates, the top beam first."""
+    """(B, m, d) snapshots -> (B, beams + samples, n_tokens) candidates, the top beam first.
+
+    Each segment's samples are drawn on their own from the same seed, so a segment reads the
+    same whether it is expanded alone or beside others (a recall's batch depends on its query).
+    """
     pool = network.candidates(snapshots, n_tokens, GenerationConfig(num_beams=beams, num_return_sequences=beams))
-    if samples:
-        sampling = GenerationConfig(do_sample=True, temperature=SAMPLE_TEMPERATURE, top_k=0, top_p=1.0,
-                                    num_return_sequences=samples)
-        devices = [snapshots.device] if snapshots.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+    if not samples:
+        return pool
+    sampling = GenerationConfig(do_sample=True, temperature=SAMPLE_TEMPERATURE, top_k=0, top_p=1.0,
+                                num_return_sequences=samples)
+    devices = [snapshots.device] if snapshots.device.type == "cuda" else []
+    drawn = []
+    with torch.random.fork_rng(devices=devices):
+        for snapshot in snapshots.split(1):
             torch.manual_seed(_SEED)
-            pool = torch.cat([pool, network.candidates(snapshots, n_tokens, sampling)], 1)
-    return pool
+            drawn.append(network.candidates(snapshot, n_tokens, sampling))
+    return torch.cat([pool, torch.cat(drawn)], 1)
 
 
 @torch.no_grad()
@@ -77,17 +84,22 @@ def choose(network: MemoryNetwork, read_memory: Tensor, snapshot: Tensor, candid
     a sample that re-compresses close by but reads worse does not displace better wording;
     ties keep the earlier candidate, so the top beam wins when nothing is nearer.
     """
-    count = candidates.shape[0]
-    again = network.write(read_memory.unsqueeze(0).expand(count, -1, -1).float(), candidates)  # (K, m, d)
-    distance = (again - snapshot.float().unsqueeze(0)).pow(2).mean((1, 2))  # (K,)
     rows = candidates.tolist()
     if digest is not None:
         for i, ids in enumerate(rows):
-            if matches(digest, ids):
-                return Choice(ids, float(distance[i]), True)
+            if matches(digest, ids):  # the source itself: only its own distance is needed
+                return Choice(ids, float(_distances(network, read_memory, snapshot, candidates[i : i + 1])[0]), True)
+    distance = _distances(network, read_memory, snapshot, candidates)
     nll = mean_nll(network, snapshot, candidates)
     best = int(torch.where(nll <= nll.min() + NLL_MARGIN, distance, torch.inf).argmin())
     return Choice(rows[best], float(distance[best]), None if digest is None else False)
+
+
+def _distances(network: MemoryNetwork, read_memory: Tensor, snapshot: Tensor, candidates: Tensor) -> Tensor:
+    """(K,) mean squared distance from `snapshot` of each candidate (K, T) re-compressed from `read_memory`."""
+    count = candidates.shape[0]
+    again = network.write(read_memory.unsqueeze(0).expand(count, -1, -1).float(), candidates)  # (K, m, d)
+    return (again - snapshot.float().unsqueeze(0)).pow(2).mean((1, 2))
 
 
 def expand_consistent(network: MemoryNetwork, read_memories: Tensor, snapshots: Tensor,
