@@ -79,7 +79,7 @@ def test_card_reports_every_figure_with_its_command(shipped, tmp_path):
     assert metrics["floors"]["token_accuracy@8 (cycle-consistent)"]["measured"] == \
         metrics["reconstruction_cycle"]["8"]["token_accuracy"]
     assert "### Cycle-consistent selection" in text and "4 (cycle-consistent)" in text
-    assert "among the 2 beams and 2 samples" in text
+    assert "among the 2 beams, pool-guided (4), and 2 samples" in text
     shown = metrics["samples"]
     assert [x["ratio"] for x in shown] == [2, 4, 8] and {x["segment"] for x in shown} == {0}
     assert "### What comes back" in text and all(x["reconstruction"] in text for x in shown)

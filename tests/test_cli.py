@@ -108,6 +108,13 @@ def test_expand_refuses_a_bad_beam_count_before_reading_anything(tmp_path, beams
     assert "beams must be an integer" in one_line_error(proc)
 
 
+@pytest.mark.parametrize("guidance", ["-0.5", "100", "inf"])
+def test_expand_refuses_a_bad_guidance_before_reading_anything(tmp_path, guidance):
+    proc = run("expand", str(tmp_path / "absent.r3m"), "--guidance", guidance, env_home=tmp_path)
+    assert proc.returncode == 2
+    assert "guidance must be a number from 0 to 64" in one_line_error(proc)
+
+
 @pytest.mark.parametrize("samples", ["-1", "33"])
 def test_expand_refuses_a_bad_sample_count_before_reading_anything(tmp_path, samples):
     proc = run("expand", str(tmp_path / "absent.r3m"), "--samples", samples, env_home=tmp_path)

@@ -2,7 +2,17 @@
 
 import pytest
 
-from r3mem.decoding import DEFAULT_BEAMS, MAX_BEAMS, MAX_SAMPLES, check_beams, check_samples, describe
+from r3mem.decoding import (
+    DEFAULT_BEAMS,
+    DEFAULT_GUIDANCE,
+    MAX_BEAMS,
+    MAX_GUIDANCE,
+    MAX_SAMPLES,
+    check_beams,
+    check_guidance,
+    check_samples,
+    describe,
+)
 from r3mem.errors import InvalidInput
 
 
@@ -32,3 +42,20 @@ def test_description_names_the_selection_only_when_samples_are_drawn():
     assert describe(4) == describe(4, 0) == "by 4-beam search"
     assert "re-compresses nearest" in describe(4, 8) and "4 beams and 8 samples" in describe(4, 8)
     assert "greedy expansion and 2 samples" in describe(1, 2)
+
+
+@pytest.mark.parametrize("guidance", [0, 0.5, DEFAULT_GUIDANCE, MAX_GUIDANCE])
+def test_guidance_in_range_passes_as_a_float(guidance):
+    assert check_guidance(guidance) == float(guidance) and isinstance(check_guidance(guidance), float)
+
+
+@pytest.mark.parametrize("guidance", [-0.1, MAX_GUIDANCE + 1, float("nan"), float("inf"), "4", None, True])
+def test_any_other_guidance_is_invalid_input(guidance):
+    with pytest.raises(InvalidInput, match="guidance must be a number from 0 to"):
+        check_guidance(guidance)
+
+
+def test_description_names_the_guidance_only_when_it_is_on():
+    assert describe(4, 0, 0.0) == "by 4-beam search"
+    assert "pool guidance 4" in describe(4, 0, 4.0)
+    assert "pool-guided (2)" in describe(4, 8, 2.0) and "re-compresses nearest" in describe(4, 8, 2.0)

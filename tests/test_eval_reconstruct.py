@@ -76,19 +76,23 @@ def test_beam_count_out_of_range_is_refused_before_any_work(monkeypatch, tiny, t
 
 
 def test_greedy_and_beam_rows_differ_only_in_r3mem_decoding(monkeypatch, tiny, text_file):
-    """--beams and --samples reach the expansion: the calls carry them, and the baselines do not depend on them."""
+    """--beams, --samples and --guidance reach the expansion: the calls carry them, and the baselines
+    do not depend on them."""
     seen = []
     real_expand = tiny.expand_snapshots
     monkeypatch.setattr(tiny, "expand_snapshots",
-                        lambda *a, **kw: seen.append((kw["beams"], kw["samples"])) or real_expand(*a, **kw))
+                        lambda *a, **kw: seen.append((kw["beams"], kw["samples"], kw["guidance"]))
+                        or real_expand(*a, **kw))
     results = {}
-    for beams, samples in ((1, 0), (3, 0), (2, 3)):
+    for beams, samples, guidance in ((1, 0, 0.0), (3, 0, 4.0), (2, 3, 1.5)):
         args = reconstruct.argparse.Namespace(data=str(text_file), segment_len=SEG, ratios=[4], limit=2, seed=0,
-                                              methods="r3mem,truncate", beams=beams, samples=samples)
+                                              methods="r3mem,truncate", beams=beams, samples=samples,
+                                              guidance=guidance)
         results[beams] = reconstruct.run(args, tiny)
-    assert seen == [(1, 0), (3, 0), (2, 3)]
-    recorded = [(results[b].extra["beams"], results[b].extra["cycle_samples"]) for b in (1, 3, 2)]
-    assert recorded == [(1, 0), (3, 0), (2, 3)]
+    assert seen == [(1, 0, 0.0), (3, 0, 4.0), (2, 3, 1.5)]
+    recorded = [(results[b].extra["beams"], results[b].extra["cycle_samples"], results[b].extra["guidance"])
+                for b in (1, 3, 2)]
+    assert recorded == [(1, 0, 0.0), (3, 0, 4.0), (2, 3, 1.5)]
     assert results[1].rows[1] == results[3].rows[1] == results[2].rows[1]  # truncate
 
 
@@ -174,3 +178,10 @@ def test_entity_recall_is_pooled_not_averaged():
     rest = dict.fromkeys(reconstruct.METRICS, 0.0)
     row = reconstruct.average("m", 4, [{**rest, **with_entities}, {**rest, **without}])
     assert row["entity_recall"] == 0.25 and row["entities"] == 4  # a per-segment mean would say 0.625
+
+
+@pytest.mark.parametrize("guidance", ["-1", "65", "nan"])
+def test_guidance_out_of_range_is_refused_before_any_work(monkeypatch, tiny, text_file, tmp_path, capsys, guidance):
+    out = tmp_path / "r.json"
+    assert run_cli(monkeypatch, tiny, "--data", str(text_file), "--guidance", guidance, "--json", str(out)) == 2
+    assert "guidance must be" in capsys.readouterr().err and not out.exists()

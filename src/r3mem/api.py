@@ -14,7 +14,7 @@ from r3mem.base_model import BaseModel, load_base_model
 from r3mem.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from r3mem.config import MemoryConfig
 from r3mem.cycle_decoding import expand_consistent
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, check_beams, check_samples
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, check_beams, check_guidance, check_samples
 from r3mem.errors import CheckpointMismatch, InvalidInput
 from r3mem.memory_file import Memory
 from r3mem.memory_net import MemoryNetwork
@@ -169,8 +169,12 @@ class R3Mem:
 
     @torch.no_grad()
     def expand_ids(self, memory: Memory, segment: int | None = None, progress: bool = False,
-                   beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> list[list[int]]:
+                   beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
+                   guidance: float = DEFAULT_GUIDANCE) -> list[list[int]]:
         """Regenerate token ids of every segment (or one) from its snapshot.
+
+        `guidance` holds each chunk of a segment to the tokens its memory slot pools
+        (`r3mem.pool_guidance`; 0 turns it off): it keeps an expansion in step with its source.
 
         With `samples` > 0 each segment is chosen among the beams and that many samples by
         cycle consistency (`r3mem.cycle_decoding`), and a candidate matching the segment's source
@@ -179,6 +183,7 @@ class R3Mem:
         self.check_compatible(memory)
         check_beams(beams)
         check_samples(samples)
+        check_guidance(guidance)
         if segment is not None and not -len(memory) <= segment < len(memory):
             raise InvalidInput(f"segment {segment} out of range: the memory has {len(memory)} segment(s)")
         order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
@@ -188,12 +193,14 @@ class R3Mem:
             reads = torch.stack([memory.snapshots[i - 1].float() if i > 0 else initial for i in order])
         return self.expand_snapshots(memory.snapshots[order], [memory.token_counts[i] for i in order],
                                      reads, progress, beams, samples,
-                                     None if memory.segment_digests is None else memory.segment_digests[order])
+                                     None if memory.segment_digests is None else memory.segment_digests[order],
+                                     guidance)
 
     @torch.no_grad()
     def expand_snapshots(self, snapshots: torch.Tensor, token_counts: list[int], read_memories: torch.Tensor | None,
                          progress: bool = False, beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
-                         digests: torch.Tensor | None = None) -> list[list[int]]:
+                         digests: torch.Tensor | None = None,
+                         guidance: float = DEFAULT_GUIDANCE) -> list[list[int]]:
         """Regenerate `token_counts[i]` ids from each snapshot (S, m, d), in bounded batches.
 
         `read_memories` (S, m, d) are the memories each snapshot was written from and `digests`
@@ -212,26 +219,29 @@ class R3Mem:
             if samples and read_memories is not None:
                 reads = read_memories[rows].to(self.device, torch.float32)
                 batch_digests = None if digests is None else digests[rows]
-                choices = expand_consistent(self.network, reads, snaps, counts, beams, samples, batch_digests)
+                choices = expand_consistent(self.network, reads, snaps, counts, beams, samples, batch_digests,
+                                            guidance)
                 out.extend(choice.ids for choice in choices)
             else:
-                generated = self.network.generate(snaps, max(counts), beams=beams).tolist()
+                generated = self.network.generate(snaps, max(counts), beams=beams, guidance=guidance,
+                                                  lengths=counts).tolist()
                 out.extend(ids[:n] for n, ids in zip(counts, generated, strict=True))
             bar.update(len(counts))
         bar.close()
         return out
 
     def expand(self, memory: Memory, segment: int | None = None, progress: bool = False,
-               beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> str:
+               beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> str:
         """Reconstruct the text (or one segment of it) from memory alone."""
-        parts = self.expand_ids(memory, segment, progress, beams, samples)
+        parts = self.expand_ids(memory, segment, progress, beams, samples, guidance)
         return self.detokenize([t for part in parts for t in part])
 
     def expand_verified(self, memory: Memory, segment: int | None = None, progress: bool = False,
-                        beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> Reconstruction:
+                        beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
+                        guidance: float = DEFAULT_GUIDANCE) -> Reconstruction:
         """`expand`, checked: each regenerated segment against its source digest (`r3mem.verify`),
         so a caller knows which parts are the original text and which are the model's best guess."""
-        parts = self.expand_ids(memory, segment, progress, beams, samples)
+        parts = self.expand_ids(memory, segment, progress, beams, samples, guidance)
         order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
         return Reconstruction(self.detokenize([t for part in parts for t in part]), order,
                               [memory.verify(i, ids) for i, ids in zip(order, parts, strict=True)])

@@ -16,7 +16,16 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, MAX_SAMPLES, check_beams, check_samples
+from r3mem.decoding import (
+    DEFAULT_BEAMS,
+    DEFAULT_GUIDANCE,
+    DEFAULT_SAMPLES,
+    GUIDANCE_HELP,
+    MAX_SAMPLES,
+    check_beams,
+    check_guidance,
+    check_samples,
+)
 from r3mem.errors import InvalidInput, NotVerified, R3MemError
 
 
@@ -62,9 +71,10 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
     check_beams(args.beams)  # before anything is read or loaded
     check_samples(args.samples)
+    check_guidance(args.guidance)
     memory = Memory.load(args.memory)
     result = _load(args).expand_verified(memory, segment=args.segment, progress=not args.quiet, beams=args.beams,
-                                         samples=args.samples)
+                                         samples=args.samples, guidance=args.guidance)
     if args.require_verified and not result.exact:
         raise NotVerified(f"{result.summary()}; nothing written (--require-verified)")
     if not args.quiet:
@@ -174,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also draw this many samples per segment and keep the candidate that matches the "
                         "source digest, else the one re-compressing nearest the memory among those that read "
                         f"nearly as well as the likeliest (default {DEFAULT_SAMPLES}: the top beam; 0-{MAX_SAMPLES})")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
     p.add_argument("-o", "--output", help="write the text here instead of stdout")
     p.add_argument("--require-verified", action="store_true",
                    help="write nothing and exit 9 unless every segment regenerates its source exactly "

@@ -42,13 +42,18 @@ class Choice:
     verified: bool | None
 
 
-def draw(network: MemoryNetwork, snapshots: Tensor, n_tokens: int, beams: int, samples: int) -> Tensor:
+def draw(network: MemoryNetwork, snapshots: Tensor, n_tokens: int, beams: int, samples: int,
+         guidance: float = 0.0, lengths: Sequence[int] | None = None) -> Tensor:
     """(B, m, d) snapshots -> (B, beams + samples, n_tokens) candidates, the top beam first.
+
+    `guidance` and `lengths` are `MemoryNetwork.candidates`': pool guidance for beams and samples alike.
 
     Each segment's samples are drawn on their own from the same seed, so a segment reads the
     same whether it is expanded alone or beside others (a recall's batch depends on its query).
     """
-    pool = network.candidates(snapshots, n_tokens, GenerationConfig(num_beams=beams, num_return_sequences=beams))
+    rows = [n_tokens] * len(snapshots) if lengths is None else list(lengths)
+    beam_search = GenerationConfig(num_beams=beams, num_return_sequences=beams)
+    pool = network.candidates(snapshots, n_tokens, beam_search, guidance=guidance, lengths=rows)
     if not samples:
         return pool
     sampling = GenerationConfig(do_sample=True, temperature=SAMPLE_TEMPERATURE, top_k=0, top_p=1.0,
@@ -56,9 +61,9 @@ def draw(network: MemoryNetwork, snapshots: Tensor, n_tokens: int, beams: int, s
     devices = [snapshots.device] if snapshots.device.type == "cuda" else []
     drawn = []
     with torch.random.fork_rng(devices=devices):
-        for snapshot in snapshots.split(1):
+        for b, snapshot in enumerate(snapshots.split(1)):
             torch.manual_seed(_SEED)
-            drawn.append(network.candidates(snapshot, n_tokens, sampling))
+            drawn.append(network.candidates(snapshot, n_tokens, sampling, guidance=guidance, lengths=rows[b : b + 1]))
     return torch.cat([pool, torch.cat(drawn)], 1)
 
 
@@ -104,10 +109,10 @@ def _distances(network: MemoryNetwork, read_memory: Tensor, snapshot: Tensor, ca
 
 def expand_consistent(network: MemoryNetwork, read_memories: Tensor, snapshots: Tensor,
                       token_counts: Sequence[int], beams: int, samples: int,
-                      digests: Tensor | None = None) -> list[Choice]:
+                      digests: Tensor | None = None, guidance: float = 0.0) -> list[Choice]:
     """Expand a batch of segments (B, m, d), each written from `read_memories` (B, m, d), and keep
     for each the candidate nearest its snapshot; `token_counts` trims each to its own length."""
-    pool = draw(network, snapshots, max(token_counts), beams, samples)  # (B, K, T)
+    pool = draw(network, snapshots, max(token_counts), beams, samples, guidance, token_counts)  # (B, K, T)
     return [choose(network, read_memories[b], snapshots[b], pool[b, :, :n],
                    None if digests is None else digests[b])
             for b, n in enumerate(token_counts)]

@@ -24,7 +24,7 @@ learned initial memory and write-token tables.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -34,11 +34,12 @@ import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-from transformers import GenerationConfig, PreTrainedModel
+from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
 from r3mem.base_model import CausalLM, embedding_table
 from r3mem.config import MARKERS, MemoryConfig
 from r3mem.errors import CheckpointError
+from r3mem.pool_guidance import PoolGuide
 
 ADAPTERS = ("compress", "expand")
 _MEMORY_PARAMS = ("initial_memory", "write_tokens", "markers")
@@ -296,7 +297,8 @@ class MemoryNetwork(nn.Module):
         return ReadStats(nll, int(targets.numel()), correct, logits if keep_logits else None)
 
     @torch.no_grad()
-    def generate(self, memory: Tensor, n_tokens: int, marker: str = "segment", beams: int = 1) -> Tensor:
+    def generate(self, memory: Tensor, n_tokens: int, marker: str = "segment", beams: int = 1,
+                 guidance: float = 0.0, lengths: Sequence[int] | None = None) -> Tensor:
         """Expansion: (B, m, d) memory -> (B, n_tokens) token ids, greedy or by beam search.
 
         The length is known from the memory's metadata, so generation runs for exactly
@@ -304,13 +306,16 @@ class MemoryNetwork(nn.Module):
         likely of `beams` continuations is kept, so one early wrong token is less likely to drag the
         rest of the segment after it.
         """
-        return self.candidates(memory, n_tokens, GenerationConfig(num_beams=beams), marker)[:, 0]
+        return self.candidates(memory, n_tokens, GenerationConfig(num_beams=beams), marker, guidance, lengths)[:, 0]
 
     @torch.no_grad()
     def candidates(self, memory: Tensor, n_tokens: int, settings: GenerationConfig,
-                   marker: str = "segment") -> Tensor:
+                   marker: str = "segment", guidance: float = 0.0, lengths: Sequence[int] | None = None) -> Tensor:
         """(B, m, d) memory -> (B, K, n_tokens): the K = `settings.num_return_sequences` expansions
-        that `settings` (beam search, sampling) draws for each memory, most likely first for beams."""
+        that `settings` (beam search, sampling) draws for each memory, most likely first for beams.
+
+        `guidance` > 0 holds each chunk to the tokens its memory slot pools (`r3mem.pool_guidance`);
+        `lengths` are the rows' own segment lengths (default `n_tokens`), which place the chunks."""
         empty = torch.empty(memory.shape[0], 0, self.hidden_size, device=memory.device)
         prefix = self._read_inputs(memory, marker, empty.to(self.embed_dtype))  # (B, m+1, d)
         settings = copy.deepcopy(settings)
@@ -318,8 +323,13 @@ class MemoryNetwork(nn.Module):
         settings.eos_token_id = None  # the length is known: never stop early
         settings.pad_token_id = self.causal_lm.config.pad_token_id or 0
         mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
+        processors = LogitsProcessorList()
+        if guidance:
+            rows = [n_tokens] * memory.shape[0] if lengths is None else lengths
+            processors.append(PoolGuide(memory, rows, embedding_table(self.causal_lm), guidance))
         with self.adapter("expand"):
-            out = self.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask, generation_config=settings)
+            out = self.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask, generation_config=settings,
+                                          logits_processor=processors)
         return out[:, -n_tokens:].reshape(memory.shape[0], settings.num_return_sequences or 1, n_tokens)
 
     @property

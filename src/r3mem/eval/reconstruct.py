@@ -16,7 +16,15 @@ from statistics import fmean
 import torch
 from tqdm.auto import tqdm
 
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, check_beams, check_samples
+from r3mem.decoding import (
+    DEFAULT_BEAMS,
+    DEFAULT_GUIDANCE,
+    DEFAULT_SAMPLES,
+    GUIDANCE_HELP,
+    check_beams,
+    check_guidance,
+    check_samples,
+)
 from r3mem.entities import RuleEntityExtractor
 from r3mem.errors import InvalidInput
 from r3mem.eval import metrics
@@ -54,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                         help="samples drawn beside the beams, the candidate re-compressing nearest the memory "
                              f"kept (cycle-consistent decoding; default {DEFAULT_SAMPLES}: the top beam)")
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=GUIDANCE_HELP)
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -109,7 +118,8 @@ def average(method: str, ratio, scores: list[dict]) -> dict:
 
 # -- methods ------------------------------------------------------------------------------
 def r3mem_scores(r3, segments: list[list[int]], k: int, entities: list[list[str]], desc: str,
-                 beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> list[dict]:
+                 beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
+                 guidance: float = DEFAULT_GUIDANCE) -> list[dict]:
     """Compress each segment alone into exactly k vectors, then expand all of them in batches.
 
     A segment's detokenised text may re-tokenise differently, so the reference ids are those
@@ -123,7 +133,7 @@ def r3mem_scores(r3, segments: list[list[int]], k: int, entities: list[list[str]
     snapshots = torch.cat([m.snapshots for m in memories])  # (S, k, d): one per segment
     initial = r3.network.initial(len(snapshots), k).detach().cpu()
     parts = iter(r3.expand_snapshots(snapshots, [c for m in memories for c in m.token_counts], initial,
-                                     progress=True, beams=beams, samples=samples))
+                                     progress=True, beams=beams, samples=samples, guidance=guidance))
     out = []
     for text, memory, ents in zip(texts, memories, entities, strict=True):
         hyp = [t for _ in range(len(memory)) for t in next(parts)]
@@ -171,6 +181,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
     methods = parse_methods(getattr(args, "methods", ",".join(METHODS)))
     beams = check_beams(getattr(args, "beams", DEFAULT_BEAMS))
     cycle_samples = check_samples(getattr(args, "samples", DEFAULT_SAMPLES))
+    guidance = check_guidance(getattr(args, "guidance", DEFAULT_GUIDANCE))
     budget = check_budget(r3, segment_len, args.ratios)
     segments = cut_segments(r3, read_texts(args.data), segment_len, args.limit)
     if not segments:
@@ -182,7 +193,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
         for ratio, k in budget.items():
             desc = f"{method} x{ratio}"
             if method == "r3mem":
-                scores = r3mem_scores(r3, segments, k, entities, desc, beams, cycle_samples)
+                scores = r3mem_scores(r3, segments, k, entities, desc, beams, cycle_samples, guidance)
             else:
                 module = importlib.import_module(f"r3mem.eval.baselines.{method}")
                 scores = baseline_scores(r3, module, segments, k, entities, desc)
@@ -194,7 +205,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
     return EvalResult(task="reconstruct", data=str(args.data), checkpoint=r3.checkpoint_fingerprint,
                       model=r3.base.name, rows=rows,
                       extra={"segment_len": segment_len, "segments": len(segments), "trained": r3.trained,
-                             "beams": beams, "cycle_samples": cycle_samples,
+                             "beams": beams, "cycle_samples": cycle_samples, "guidance": guidance,
                              "budget_tokens": {str(r): k for r, k in budget.items()}, "samples": samples})
 
 

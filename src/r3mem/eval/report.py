@@ -45,6 +45,11 @@ def run_all(out: Path, tasks: list[str]) -> dict[str, float]:
     return seconds
 
 
+def decoding(result: dict) -> str:
+    """How a result's r3mem rows were decoded; results written before a setting existed ran without it."""
+    return describe_decoding(result["beams"], result.get("cycle_samples", 0), result.get("guidance", 0.0))
+
+
 def render(out: Path, seconds: dict[str, float]) -> str:
     lines = ["# r3mem results", "",
              "Regenerate with `make results` (runs `python -m r3mem.eval.report`). Each table comes from the "
@@ -64,8 +69,7 @@ def render(out: Path, seconds: dict[str, float]) -> str:
                   f"- machine: {run.get('machine', '?')}, {run.get('threads', '?')} threads, torch "
                   f"{run.get('torch', '?')}; date: {run.get('date', '?')}"
                   + (f"; wall time {wall:.0f} s" if wall is not None else "")
-                  + (f"; r3mem decoded {describe_decoding(result['beams'], result.get('cycle_samples', 0))}"
-                     if "beams" in result else ""), "",
+                  + (f"; r3mem decoded {decoding(result)}" if "beams" in result else ""), "",
                   "```", format_table(result["rows"]), "```", ""]
         if (out / f"{name}.png").is_file():
             lines += [f"![{name}](results/{name}.png)", ""]

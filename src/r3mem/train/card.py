@@ -105,7 +105,8 @@ def _lineage_lines(lineage: list[dict]) -> list[str]:
 def _decoding(result: dict | None) -> str:
     """How the card's reconstructions were decoded: results written before beams were recorded
     were greedy, the only decoding there was then."""
-    return describe_decoding((result or {}).get("beams") or 1, (result or {}).get("cycle_samples") or 0)
+    result = result or {}
+    return describe_decoding(result.get("beams") or 1, result.get("cycle_samples") or 0, result.get("guidance") or 0.0)
 
 
 def reconstruction(result: dict) -> dict:
@@ -202,7 +203,7 @@ def collect(run: Path, out: Path) -> dict:
         "samples": samples(evals["reconstruct"]) if "reconstruct" in evals else [],
         "evaluations": {name: {"command": ev.get("command"), "data": ev["data"], "run": ev.get("run"),
                                "segment_len": ev.get("segment_len"),
-                               **{k: ev[k] for k in ("beams", "cycle_samples", "wall_s") if k in ev}}
+                               **{k: ev[k] for k in ("beams", "cycle_samples", "guidance", "wall_s") if k in ev}}
                         for name, ev in evals.items()},
     }
 

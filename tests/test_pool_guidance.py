@@ -1,0 +1,78 @@
+"""Pool guidance: the chunk distance it charges, where it charges it, and that it steers an
+expansion onto the tokens a memory pools, on the tiny model (whose reader knows nothing)."""
+
+import pytest
+import torch
+from tests.conftest import CORPUS
+
+from r3mem.base_model import embedding_table
+from r3mem.memory_net import chunk_pool
+from r3mem.pool_guidance import PoolGuide
+
+
+def table(tiny):
+    return embedding_table(tiny.network.causal_lm).detach().float()
+
+
+def pooled(tiny, rows, m):
+    """A memory that is nothing but its segments' chunk pools (rows padded with 0, masked)."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    return chunk_pool(table(tiny)[ids], m, mask)
+
+
+def source(tiny, n):
+    return tiny.tokenize(CORPUS)[:n]
+
+
+def test_only_a_chunks_last_token_is_charged_its_distance_from_the_slot(tiny):
+    ids = source(tiny, 12)
+    memory = pooled(tiny, [ids], 4)  # 3 tokens a chunk
+    guide = PoolGuide(memory, [12], table(tiny), strength=2.0)
+    vocab = table(tiny).shape[0]
+    for step in range(12):
+        prefix = torch.tensor([ids[:step]])
+        charge = -guide(prefix, torch.zeros(1, vocab))[0]  # (V,)
+        if step % 3 != 2:
+            assert torch.equal(charge, torch.zeros(vocab))
+            continue
+        for v in (ids[step], (ids[step] + 1) % vocab):
+            written = torch.tensor([ids[:step] + [v] + ids[step + 1 :]])
+            want = (chunk_pool(table(tiny)[written], 4)[0, step // 3] - memory[0, step // 3]).pow(2).sum()
+            assert float(charge[v]) == pytest.approx(2.0 * float(want), abs=1e-3)
+        assert float(charge[ids[step]]) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_rows_past_their_length_are_left_alone_and_beam_rows_follow_their_memory(tiny):
+    long, short = source(tiny, 8), source(tiny, 16)[8:13]
+    memory = pooled(tiny, [long, short], 8)
+    guide = PoolGuide(memory, [8, 5], table(tiny), strength=1.0)
+    vocab = table(tiny).shape[0]
+    # two beams a memory: rows 0-1 expand `long`, rows 2-3 expand `short`
+    prefix = torch.tensor([long[:6], long[:6], short + [0], short + [0]])
+    charge = -guide(prefix, torch.zeros(4, vocab))
+    assert torch.equal(charge[0], charge[1]) and int(charge[0].argmin()) == long[6]
+    assert torch.equal(charge[2:], torch.zeros(2, vocab))  # `short` ended at 5 tokens
+
+
+def test_guidance_alone_writes_what_a_one_token_a_slot_memory_pools(tiny):
+    """With one token a chunk every step is a chunk's last, so a strong guide decides each token:
+    a reader with random weights then writes exactly the pooled source, each row at its own length."""
+    rows = [source(tiny, 8), source(tiny, 16)[8:14]]
+    memory = pooled(tiny, rows, 8)
+    unguided = tiny.network.generate(memory, 8).tolist()
+    guided = tiny.network.generate(memory, 8, guidance=50.0, lengths=[8, 6]).tolist()
+    assert guided[0] == rows[0] and guided[1][:6] == rows[1]
+    assert unguided[0] != rows[0]
+    beams = tiny.network.generate(memory, 8, beams=3, guidance=50.0, lengths=[8, 6]).tolist()
+    assert beams[0] == rows[0] and beams[1][:6] == rows[1]
+
+
+def test_a_length_per_memory_row_is_required(tiny):
+    memory = torch.zeros(2, 4, table(tiny).shape[1])
+    with pytest.raises(ValueError, match="one positive segment length per memory row"):
+        PoolGuide(memory, [8], table(tiny), 1.0)
+    with pytest.raises(ValueError, match="one positive segment length per memory row"):
+        PoolGuide(memory, [8, 0], table(tiny), 1.0)
+
