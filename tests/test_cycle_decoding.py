@@ -120,8 +120,8 @@ def with_source_in_pool(monkeypatch):
     """Candidates as drawn, plus the true source of each segment in the middle of the pool."""
     truth: list[list[int]] = []
 
-    def drawn(network, snapshots, n_tokens, beams, samples):
-        pool = draw(network, snapshots, n_tokens, beams, samples)
+    def drawn(network, snapshots, n_tokens, beams, samples, guidance=0.0, lengths=None):
+        pool = draw(network, snapshots, n_tokens, beams, samples, guidance, lengths)
         wanted = [ids + [0] * (n_tokens - len(ids)) for ids in truth[: len(snapshots)]]
         del truth[: len(snapshots)]
         return torch.cat([pool[:, :1], torch.tensor(wanted).unsqueeze(1), pool[:, 1:]], 1)
