@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
+from probe_windows import CONFIG, load_windows
 
-from r3mem.api import R3Mem
 from r3mem.cycle_decoding import choose, draw
 from r3mem.eval.metrics import aligned_token_accuracy, bleu4, token_accuracy
-from r3mem.train.config import TrainConfig
-from r3mem.train.data import TokenCorpus, load_texts, step_rng
 
 SEG, RATIO = 128, 4
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.4)  # mean token NLL above the likeliest candidate's
@@ -38,15 +35,10 @@ def main() -> None:
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--samples", type=int, default=0)
     parser.add_argument("--text", choices=("train", "val"), default="train")
-    parser.add_argument("--config", default="configs/smollm2-135m-rec-lm-128-c5.toml")
+    parser.add_argument("--config", default=CONFIG)
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
-    r3 = R3Mem.load()
-    net = r3.network.eval()
-    cfg = TrainConfig.from_toml(args.config)
-    train_texts, val_texts = load_texts(Path(cfg.data_dir), cfg.val_books)
-    corpus = TokenCorpus.build(train_texts[:40] if args.text == "train" else val_texts, r3.tokenize)
-    windows = torch.as_tensor(corpus.windows(step_rng(cfg.seed, -1 % (2**31), 99), args.windows, 2 * SEG))[:, :SEG]
+    r3, windows = load_windows(args.windows, SEG, args.text, args.config)
+    net = r3.network
     memory = net.write(net.initial(args.windows, SEG // RATIO), windows)
     began = time.time()
     pool = draw(net, memory, SEG, args.beams, args.samples)

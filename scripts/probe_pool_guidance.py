@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import torch
+from probe_windows import CONFIG, load_windows
 
-from r3mem.api import R3Mem
 from r3mem.eval.metrics import aligned_token_accuracy, bleu4, token_accuracy
-from r3mem.train.config import TrainConfig
-from r3mem.train.data import TokenCorpus, load_texts, step_rng
 
 SEG = 128
 
@@ -36,15 +32,10 @@ def main() -> None:
     parser.add_argument("--strengths", default="0,4", help="comma-separated guidance strengths")
     parser.add_argument("--text", choices=("train", "val"), default="train")
     parser.add_argument("--show", type=int, help="print this window chunk by chunk at the last strength")
-    parser.add_argument("--config", default="configs/smollm2-135m-rec-lm-128-c5.toml")
+    parser.add_argument("--config", default=CONFIG)
     args = parser.parse_args()
-    torch.set_grad_enabled(False)
-    r3 = R3Mem.load()
-    net = r3.network.eval()
-    cfg = TrainConfig.from_toml(args.config)
-    train_texts, val_texts = load_texts(Path(cfg.data_dir), cfg.val_books)
-    corpus = TokenCorpus.build(train_texts[:40] if args.text == "train" else val_texts, r3.tokenize)
-    windows = torch.as_tensor(corpus.windows(step_rng(cfg.seed, -1 % (2**31), 99), args.windows, 2 * SEG))[:, :SEG]
+    r3, windows = load_windows(args.windows, SEG, args.text, args.config)
+    net = r3.network
     slots = SEG // args.ratio
     memory = net.write(net.initial(args.windows, slots), windows).half().float()  # as a .r3m file keeps it
     refs = windows.tolist()
