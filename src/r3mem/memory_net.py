@@ -37,6 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
 from r3mem.base_model import CausalLM, embedding_table
+from r3mem.chunking import chunk_index
 from r3mem.config import MARKERS, MemoryConfig
 from r3mem.errors import CheckpointError
 from r3mem.pool_guidance import PoolGuide
@@ -53,11 +54,9 @@ def chunk_pool(tokens: Tensor, m: int, mask: Tensor | None = None) -> Tensor:
     sqrt(count): a sum of k near-orthogonal embeddings then keeps one embedding's norm.
     """
     batch, width, _ = tokens.shape
-    real = tokens.new_ones(batch, width) if mask is None else mask.to(tokens.dtype)
-    lengths = real.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
-    positions = torch.arange(width, device=tokens.device).unsqueeze(0)  # (1, T)
-    chunk = torch.div(positions * m, lengths, rounding_mode="floor").long().clamp(max=m - 1)  # (B, T)
-    assign = F.one_hot(chunk, m).to(torch.float32) * real.unsqueeze(-1).float()  # (B, T, m)
+    lengths = torch.full((batch,), width, device=tokens.device) if mask is None else mask.long().sum(1)  # (B,)
+    chunk = chunk_index(lengths, width, m)  # (B, T), -1 on padding (masks are right-padded)
+    assign = F.one_hot(chunk.clamp(min=0), m).to(torch.float32) * (chunk >= 0).unsqueeze(-1).float()  # (B, T, m)
     counts = assign.sum(1).clamp(min=1.0)  # (B, m)
     return torch.einsum("btm,btd->bmd", assign, tokens.float()) / counts.sqrt().unsqueeze(-1)
 

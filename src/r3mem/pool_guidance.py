@@ -32,6 +32,8 @@ import torch
 from torch import Tensor
 from transformers import LogitsProcessor
 
+from r3mem.chunking import chunk_index
+
 
 class PoolGuide(LogitsProcessor):
     """Adds the pooled-memory agreement of each next token to the generation scores.
@@ -45,16 +47,12 @@ class PoolGuide(LogitsProcessor):
         batch, slots, _ = memory.shape
         if len(lengths) != batch or min(lengths) < 1:
             raise ValueError(f"need one positive segment length per memory row, got {list(lengths)!r}")
-        self.slots = slots
         self.strength = strength
         self.embeddings = embeddings.float()  # (V, d)
         self.square_norms = self.embeddings.pow(2).sum(-1)  # (V,)
         self.lengths = torch.tensor(list(lengths), device=memory.device)  # (B,)
-        width = int(self.lengths.max())
-        positions = torch.arange(width, device=memory.device)
-        # (B, width) chunk of each position; positions past a row's length get no chunk (-1)
-        chunk = torch.div(positions.unsqueeze(0) * slots, self.lengths.unsqueeze(1), rounding_mode="floor")
-        self.chunk_of = torch.where(positions.unsqueeze(0) < self.lengths.unsqueeze(1), chunk, -1)
+        # (B, width) chunk of each position, as `chunk_pool` cut it; -1 past a row's length
+        self.chunk_of = chunk_index(self.lengths, int(self.lengths.max()), slots)
         counts = torch.stack([(self.chunk_of == j).sum(1) for j in range(slots)], 1).clamp(min=1)  # (B, m)
         self.counts = counts.float()
         self.targets = memory.float() * self.counts.sqrt().unsqueeze(-1)  # (B, m, d) chunk sums
