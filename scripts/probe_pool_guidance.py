@@ -1,4 +1,4 @@
-"""Probe for pool guidance (`r3mem.pool_guidance`, `--guidance S`): accuracy at several strengths.
+"""Probe for pool guidance (`r3mem.pool_guidance`, `--guidance S`): accuracy at several strengths and spreads.
 
 Compresses windows of 128 tokens at one ratio with the shipped checkpoint, expands each at every
 strength given, and prints position-wise and aligned token accuracy, BLEU-4 and exact matches.
@@ -6,6 +6,10 @@ The default strength (`r3mem.decoding.DEFAULT_GUIDANCE`) was chosen with
 
     .venv/bin/python scripts/probe_pool_guidance.py --ratio 4 --windows 8 --strengths 0,0.5,1,2,4,8
     .venv/bin/python scripts/probe_pool_guidance.py --ratio 8 --windows 8 --strengths 0,1,2,4
+
+and the share of a chunk's charge paid as it is written (`r3mem.pool_guidance.DEFAULT_SPREAD`) with
+
+    .venv/bin/python scripts/probe_pool_guidance.py --ratio 8 --windows 16 --strengths 4 --spreads 0,0.25
 
 `--text train` (the default) draws windows from training books, so a strength chosen here never saw
 the held-out text the card measures; `--show N` prints window N chunk by chunk, marking chunks
@@ -20,6 +24,7 @@ import time
 from probe_windows import CONFIG, load_windows
 
 from r3mem.eval.metrics import aligned_token_accuracy, bleu4, token_accuracy
+from r3mem.pool_guidance import DEFAULT_SPREAD
 
 SEG = 128
 
@@ -30,8 +35,10 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=8)
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--strengths", default="0,4", help="comma-separated guidance strengths")
+    parser.add_argument("--spreads", default=str(DEFAULT_SPREAD),
+                        help="comma-separated shares of each chunk's charge paid before its last token")
     parser.add_argument("--text", choices=("train", "val"), default="train")
-    parser.add_argument("--show", type=int, help="print this window chunk by chunk at the last strength")
+    parser.add_argument("--show", type=int, help="print this window chunk by chunk at the last setting")
     parser.add_argument("--config", default=CONFIG)
     args = parser.parse_args()
     r3, windows = load_windows(args.windows, SEG, args.text, args.config)
@@ -39,14 +46,16 @@ def main() -> None:
     slots = SEG // args.ratio
     memory = net.write(net.initial(args.windows, slots), windows).half().float()  # as a .r3m file keeps it
     refs = windows.tolist()
-    for strength in (float(s) for s in args.strengths.split(",")):
+    settings = [(float(s), float(p)) for s in args.strengths.split(",") for p in args.spreads.split(",")]
+    for strength, spread in settings:
         began = time.time()
-        outs = net.generate(memory, SEG, beams=args.beams, guidance=strength).tolist()
+        outs = net.generate(memory, SEG, beams=args.beams, guidance=strength, spread=spread).tolist()
         position = sum(token_accuracy(r, o) for r, o in zip(refs, outs, strict=True)) / len(refs)
         aligned = sum(aligned_token_accuracy(r, o) for r, o in zip(refs, outs, strict=True)) / len(refs)
         bleu = sum(bleu4(r3.detokenize(r), r3.detokenize(o)) for r, o in zip(refs, outs, strict=True)) / len(refs)
         exact = sum(r == o for r, o in zip(refs, outs, strict=True))
-        print(f"ratio {args.ratio}, {args.beams} beams, guidance {strength:g}: position-wise {position:.3f}, "
+        print(f"ratio {args.ratio}, {args.beams} beams, guidance {strength:g} spread {spread:g}: "
+              f"position-wise {position:.3f}, "
               f"aligned {aligned:.3f}, BLEU-4 {bleu:.3f}, exact {exact}/{len(refs)} ({time.time() - began:.0f} s)",
               flush=True)
     if args.show is not None:

@@ -57,5 +57,6 @@ def test_any_other_guidance_is_invalid_input(guidance):
 
 def test_description_names_the_guidance_only_when_it_is_on():
     assert describe(4, 0, 0.0) == "by 4-beam search"
-    assert "pool guidance 4" in describe(4, 0, 4.0)
+    assert "pool guidance 4" in describe(4, 0, 4.0) and "paid as it is written" not in describe(4, 0, 4.0)
+    assert "0.25 of each chunk's charge paid as it is written" in describe(4, 0, 4.0, 0.25)
     assert "pool-guided (2)" in describe(4, 8, 2.0) and "re-compresses nearest" in describe(4, 8, 2.0)

@@ -12,6 +12,7 @@ from r3mem.decoding import DEFAULT_BEAMS
 from r3mem.errors import InvalidInput
 from r3mem.eval import reconstruct
 from r3mem.eval.baselines import prune, truncate
+from r3mem.pool_guidance import DEFAULT_SPREAD
 
 RATIOS = [2, 4, 8, 16]
 SEG = 16  # the tiny fixture's segment_len
@@ -93,6 +94,8 @@ def test_greedy_and_beam_rows_differ_only_in_r3mem_decoding(monkeypatch, tiny, t
     recorded = [(results[b].extra["beams"], results[b].extra["cycle_samples"], results[b].extra["guidance"])
                 for b in (1, 3, 2)]
     assert recorded == [(1, 0, 0.0), (3, 0, 4.0), (2, 3, 1.5)]
+    # the spread is recorded only where guidance ran: an unguided result paid nothing early
+    assert [results[b].extra["guidance_spread"] for b in (1, 3, 2)] == [0.0, DEFAULT_SPREAD, DEFAULT_SPREAD]
     assert results[1].rows[1] == results[3].rows[1] == results[2].rows[1]  # truncate
 
 

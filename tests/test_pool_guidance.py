@@ -29,7 +29,7 @@ def source(tiny, n):
 def test_only_a_chunks_last_token_is_charged_its_distance_from_the_slot(tiny):
     ids = source(tiny, 12)
     memory = pooled(tiny, [ids], 4)  # 3 tokens a chunk
-    guide = PoolGuide(memory, [12], table(tiny), strength=2.0)
+    guide = PoolGuide(memory, [12], table(tiny), strength=2.0, spread=0.0)
     vocab = table(tiny).shape[0]
     for step in range(12):
         prefix = torch.tensor([ids[:step]])
@@ -42,6 +42,27 @@ def test_only_a_chunks_last_token_is_charged_its_distance_from_the_slot(tiny):
             want = (chunk_pool(table(tiny)[written], 4)[0, step // 3] - memory[0, step // 3]).pow(2).sum()
             assert float(charge[v]) == pytest.approx(2.0 * float(want), abs=1e-3)
         assert float(charge[ids[step]]) == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("spread", [0.25, 1.0])
+def test_a_spread_charge_pays_as_the_chunk_is_written_and_sums_to_its_distance(tiny, spread):
+    """Earlier tokens pay `spread` times how far they move the chunk's remainder; the last pays the
+    rest, so along any chunk written the charges add up to strength x its final distance."""
+    ids = source(tiny, 12)
+    memory = pooled(tiny, [ids], 3)  # 4 tokens a chunk
+    guide = PoolGuide(memory, [12], table(tiny), strength=2.0, spread=spread)
+    vocab = table(tiny).shape[0]
+    written = [ids[0], (ids[1] + 5) % vocab, ids[2], (ids[3] + 7) % vocab]  # chunk 0, two words wrong
+    paid = []
+    for step, v in enumerate(written):
+        paid.append(float(-guide(torch.tensor([written[:step]]), torch.zeros(1, vocab))[0, v]))
+    want = (chunk_pool(table(tiny)[torch.tensor([written])], 1)[0, 0] - memory[0, 0]).pow(2).sum()
+    assert sum(paid) == pytest.approx(2.0 * float(want), rel=1e-4, abs=1e-3)
+    assert all(abs(p) > 1e-4 for p in paid[:3])  # earlier tokens pay their share as they are written
+    # the source itself pays nothing over its chunk, however the charge is spread
+    source_paid = [float(-guide(torch.tensor([ids[:step]]), torch.zeros(1, vocab))[0, ids[step]]) for step in range(4)]
+    assert sum(source_paid) == pytest.approx(2.0 * float((chunk_pool(table(tiny)[torch.tensor([ids[:4]])], 1)[0, 0]
+                                                          - memory[0, 0]).pow(2).sum()), abs=1e-3)
 
 
 def test_rows_past_their_length_are_left_alone_and_beam_rows_follow_their_memory(tiny):
@@ -75,4 +96,6 @@ def test_a_length_per_memory_row_is_required(tiny):
         PoolGuide(memory, [8], table(tiny), 1.0)
     with pytest.raises(ValueError, match="one positive segment length per memory row"):
         PoolGuide(memory, [8, 0], table(tiny), 1.0)
+    with pytest.raises(ValueError, match="spread must be from 0 to 1"):
+        PoolGuide(memory, [8, 8], table(tiny), 1.0, spread=1.5)
 

@@ -40,7 +40,7 @@ from r3mem.base_model import CausalLM, embedding_table
 from r3mem.chunking import chunk_index
 from r3mem.config import MARKERS, MemoryConfig
 from r3mem.errors import CheckpointError
-from r3mem.pool_guidance import PoolGuide
+from r3mem.pool_guidance import DEFAULT_SPREAD, PoolGuide
 
 ADAPTERS = ("compress", "expand")
 _MEMORY_PARAMS = ("initial_memory", "write_tokens", "markers")
@@ -297,7 +297,8 @@ class MemoryNetwork(nn.Module):
 
     @torch.no_grad()
     def generate(self, memory: Tensor, n_tokens: int, marker: str = "segment", beams: int = 1,
-                 guidance: float = 0.0, lengths: Sequence[int] | None = None) -> Tensor:
+                 guidance: float = 0.0, lengths: Sequence[int] | None = None,
+                 spread: float = DEFAULT_SPREAD) -> Tensor:
         """Expansion: (B, m, d) memory -> (B, n_tokens) token ids, greedy or by beam search.
 
         The length is known from the memory's metadata, so generation runs for exactly
@@ -305,16 +306,19 @@ class MemoryNetwork(nn.Module):
         likely of `beams` continuations is kept, so one early wrong token is less likely to drag the
         rest of the segment after it.
         """
-        return self.candidates(memory, n_tokens, GenerationConfig(num_beams=beams), marker, guidance, lengths)[:, 0]
+        settings = GenerationConfig(num_beams=beams)
+        return self.candidates(memory, n_tokens, settings, marker, guidance, lengths, spread)[:, 0]
 
     @torch.no_grad()
     def candidates(self, memory: Tensor, n_tokens: int, settings: GenerationConfig,
-                   marker: str = "segment", guidance: float = 0.0, lengths: Sequence[int] | None = None) -> Tensor:
+                   marker: str = "segment", guidance: float = 0.0, lengths: Sequence[int] | None = None,
+                   spread: float = DEFAULT_SPREAD) -> Tensor:
         """(B, m, d) memory -> (B, K, n_tokens): the K = `settings.num_return_sequences` expansions
         that `settings` (beam search, sampling) draws for each memory, most likely first for beams.
 
         `guidance` > 0 holds each chunk to the tokens its memory slot pools (`r3mem.pool_guidance`);
-        `lengths` are the rows' own segment lengths (default `n_tokens`), which place the chunks."""
+        `lengths` are the rows' own segment lengths (default `n_tokens`), which place the chunks, and
+        `spread` the share of each chunk's charge paid before its last token."""
         empty = torch.empty(memory.shape[0], 0, self.hidden_size, device=memory.device)
         prefix = self._read_inputs(memory, marker, empty.to(self.embed_dtype))  # (B, m+1, d)
         settings = copy.deepcopy(settings)
@@ -325,7 +329,7 @@ class MemoryNetwork(nn.Module):
         processors = LogitsProcessorList()
         if guidance:
             rows = [n_tokens] * memory.shape[0] if lengths is None else lengths
-            processors.append(PoolGuide(memory, rows, embedding_table(self.causal_lm), guidance))
+            processors.append(PoolGuide(memory, rows, embedding_table(self.causal_lm), guidance, spread))
         with self.adapter("expand"):
             out = self.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask, generation_config=settings,
                                           logits_processor=processors)

@@ -37,6 +37,9 @@ EVAL_FILES = {"reconstruct": "reconstruct.json", "reconstruct-cycle": "reconstru
 ABLATIONS = ("full", "no-hier", "no-cyc", "rec-only", "rec-only-equal-time")
 
 
+# what an evaluation JSON records of how it decoded, copied into metrics.json
+DECODING_KEYS = ("beams", "cycle_samples", "guidance", "guidance_spread", "wall_s")
+
 def ship(run: Path, out: Path, model: str | None = None) -> str:
     """Copy the run's latest checkpoint into `out` as fp16; return its fingerprint."""
     from r3mem.api import R3Mem
@@ -106,7 +109,8 @@ def _decoding(result: dict | None) -> str:
     """How the card's reconstructions were decoded: results written before beams were recorded
     were greedy, the only decoding there was then."""
     result = result or {}
-    return describe_decoding(result.get("beams") or 1, result.get("cycle_samples") or 0, result.get("guidance") or 0.0)
+    return describe_decoding(result.get("beams") or 1, result.get("cycle_samples") or 0, result.get("guidance") or 0.0,
+                             result.get("guidance_spread") or 0.0)
 
 
 def reconstruction(result: dict) -> dict:
@@ -203,7 +207,7 @@ def collect(run: Path, out: Path) -> dict:
         "samples": samples(evals["reconstruct"]) if "reconstruct" in evals else [],
         "evaluations": {name: {"command": ev.get("command"), "data": ev["data"], "run": ev.get("run"),
                                "segment_len": ev.get("segment_len"),
-                               **{k: ev[k] for k in ("beams", "cycle_samples", "guidance", "wall_s") if k in ev}}
+                               **{k: ev[k] for k in DECODING_KEYS if k in ev}}
                         for name, ev in evals.items()},
     }
 
