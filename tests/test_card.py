@@ -88,6 +88,26 @@ def test_card_reports_every_figure_with_its_command(shipped, tmp_path):
     assert [(r["event"], r["step"]) for r in metrics["training"]["lineage"]] == [("config-change", 1)]
     assert "step 1: config changed: steps 1 → 2" in text
     assert "free-running acc @4" in text
+    assert metrics["stale_evaluations"] == [] and "not on this one" not in text
+
+
+def test_an_evaluation_of_other_weights_is_marked_and_never_meets_a_floor(shipped, tmp_path):
+    """Re-shipping new weights leaves the old evaluations in eval/: the card must not credit them."""
+    run, out = shipped
+    path = out / "eval" / "reconstruct-cycle.json"
+    result = json.loads(path.read_text())
+    result["checkpoint"] = "0123456789abcdef"
+    for row in result["rows"]:
+        row["token_accuracy"] = 1.0  # would meet every floor if it counted
+    path.write_text(json.dumps(result))
+    assert card.main(["write", str(run), str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stale_evaluations"] == ["reconstruct-cycle"]
+    assert metrics["reconstruction_cycle"]["4"]["token_accuracy"] == 1.0  # still shown
+    assert "token_accuracy@4 (cycle-consistent)" not in metrics["floors"]
+    assert metrics["evaluations"]["reconstruct"]["checkpoint"] == metrics["checkpoint"]
+    text = (out / "MODEL_CARD.md").read_text()
+    assert text.count("not on this one") == 1 and "Measured on checkpoint `0123456789abcdef`" in text
 
 
 def test_card_on_a_missing_run_is_one_line_error(tmp_path, capsys):

@@ -138,7 +138,7 @@ def _render_samples(shown: list[dict]) -> list[str]:
     return lines
 
 
-def _render_cycle(cycle: dict, recon: dict, ev: dict) -> list[str]:
+def _render_cycle(cycle: dict, recon: dict, ev: dict, provenance: str = "") -> list[str]:
     """The cycle-consistent rows beside the default decoding's, on the same segments."""
     if not cycle:
         return []
@@ -147,8 +147,8 @@ def _render_cycle(cycle: dict, recon: dict, ev: dict) -> list[str]:
             for r in cycle for name, v in (("default", recon.get(r)), ("cycle-consistent", cycle[r])) if v]
     wall = f" It took {ev['wall_s'] / 60:.0f} minutes." if ev.get("wall_s") else ""
     return ["### Cycle-consistent selection\n",
-            f"Command: `{ev.get('command')}`. The same segments, regenerated {_decoding(ev)}; source digests "
-            f"are not consulted, so this is what the memory alone gives back.{wall}\n",
+            f"Command: `{ev.get('command')}`.{provenance} The same segments, regenerated {_decoding(ev)}; "
+            f"source digests are not consulted, so this is what the memory alone gives back.{wall}\n",
             _table(["ratio (decoding)", "token accuracy", "aligned token accuracy", "BLEU-4", "exact match",
                     "entity recall"], rows), ""]
 
@@ -190,6 +190,11 @@ def collect(run: Path, out: Path) -> dict:
     recon = reconstruction(evals["reconstruct"]) if "reconstruct" in evals else {}
     cycle = reconstruction(evals["reconstruct-cycle"]) if "reconstruct-cycle" in evals else {}
     ppl = perplexity(evals["perplexity"]) if "perplexity" in evals else {}
+    # an evaluation of other weights (say, the checkpoint this one replaced) is shown, marked, and never
+    # counted towards a floor
+    stale = sorted(name for name, ev in evals.items() if ev.get("checkpoint") != ckpt.fingerprint)
+    current = {name: table for name, table in (("reconstruct", recon), ("reconstruct-cycle", cycle),
+                                               ("perplexity", ppl)) if name not in stale}
     ablations = {}
     for name in ABLATIONS:
         other = run.parent / f"ablation-{name}"
@@ -203,10 +208,12 @@ def collect(run: Path, out: Path) -> dict:
         "weights_bytes": (out / "weights.safetensors").stat().st_size,
         "training": training_summary(run, int(ckpt.info.get("step", 0))),
         "reconstruction": recon, "reconstruction_cycle": cycle, "perplexity": ppl,
-        "floors": floors(recon, ppl, cycle), "ablations": ablations,
+        "floors": floors(current.get("reconstruct", {}), current.get("perplexity", {}),
+                         current.get("reconstruct-cycle", {})),
+        "ablations": ablations, "stale_evaluations": stale,
         "samples": samples(evals["reconstruct"]) if "reconstruct" in evals else [],
         "evaluations": {name: {"command": ev.get("command"), "data": ev["data"], "run": ev.get("run"),
-                               "segment_len": ev.get("segment_len"),
+                               "segment_len": ev.get("segment_len"), "checkpoint": ev.get("checkpoint"),
                                **{k: ev[k] for k in DECODING_KEYS if k in ev}}
                         for name, ev in evals.items()},
     }
@@ -217,6 +224,15 @@ def _table(header: list[str], rows: list[list]) -> str:
     lines += ["| " + " | ".join("—" if c is None else f"{c:.3f}" if isinstance(c, float) else str(c)
                                 for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _provenance(metrics: dict, name: str) -> str:
+    """A warning for an evaluation of weights other than the card's, or nothing."""
+    if name not in metrics.get("stale_evaluations", []):
+        return ""
+    measured = (metrics["evaluations"].get(name) or {}).get("checkpoint")
+    return (f" **Measured on checkpoint `{measured}`, not on this one**: shown for reference, not counted "
+            "towards the floors; `make card` re-measures it.")
 
 
 def render(metrics: dict, notes: str) -> str:
@@ -239,7 +255,8 @@ def render(metrics: dict, notes: str) -> str:
                 for k, v in fl.items()]),
         "",
         "## Reconstruction from memory\n",
-        f"Command: `{(ev.get('reconstruct') or {}).get('command')}`. Each segment is compressed alone and "
+        f"Command: `{(ev.get('reconstruct') or {}).get('command')}`.{_provenance(metrics, 'reconstruct')} "
+        "Each segment is compressed alone and "
         f"regenerated {_decoding(ev.get('reconstruct'))}; token accuracy is position-wise agreement of the "
         "regenerated tokens "
         "with the source (stricter than the teacher-forced accuracy logged during training; the floors "
@@ -251,11 +268,13 @@ def render(metrics: dict, notes: str) -> str:
                  v["entity_recall"], v["n"]]
                 for r, v in recon.items()]),
         "",
-        *_render_cycle(metrics.get("reconstruction_cycle") or {}, recon, ev.get("reconstruct-cycle") or {}),
+        *_render_cycle(metrics.get("reconstruction_cycle") or {}, recon, ev.get("reconstruct-cycle") or {},
+                       _provenance(metrics, "reconstruct-cycle")),
         "### What comes back\n",
         *_render_samples(metrics.get("samples", [])),
         "## Long-context perplexity\n",
-        f"Command: `{(ev.get('perplexity') or {}).get('command')}`. Perplexity of the next 128 tokens; "
+        f"Command: `{(ev.get('perplexity') or {}).get('command')}`.{_provenance(metrics, 'perplexity')} "
+        "Perplexity of the next 128 tokens; "
         "gain = mean per-target NLL(no context) − NLL(memory), with two standard errors over targets.\n",
         _table(["history", "no context", "memory", "truncated (same budget)", "full raw context (ceiling)",
                 "gain (nats)", "2 SE", "targets"],
