@@ -237,6 +237,9 @@ def test_bad_input_is_refused_with_one_error_line_and_changes_nothing(service, s
         ("POST", "/v1/ask", {"json": {**ns, "question": "tea?", "beams": 17}}),
         ("POST", "/v1/recall", {"json": {**ns, "query": "tea", "samples": -1}}),
         ("POST", "/v1/ask", {"json": {**ns, "question": "tea?", "samples": 33}}),
+        ("POST", "/v1/recall", {"json": {**ns, "query": "tea", "guidance": -1}}),
+        ("POST", "/v1/ask", {"json": {**ns, "question": "tea?", "guidance": 65}}),
+        ("POST", "/v1/ask", {"json": {**ns, "question": "tea?", "guidance": "strong"}}),
         ("POST", "/v1/ask", {"json": {**ns, "question": ""}}),
         ("GET", "/v1/memories?user=alice&level=chapter", {}),
         ("GET", "/v1/memories", {}),
@@ -263,14 +266,15 @@ def test_recall_reconstructs_memory_only_records_with_the_requested_beams(servic
     added = client.post("/v1/memories", headers=alice,
                         json={**ns, "text": "The cat is called Tom.", "store_text": False})
     assert added.status_code == 201, added.text
-    for beams, samples in ((1, 0), (2, 0), (2, 3)):
-        response = client.post("/v1/recall", headers=alice,
-                               json={**ns, "query": "cat", "top_k": 1, "beams": beams, "samples": samples})
+    for beams, samples, guidance in ((1, 0, 4.0), (2, 0, 0.0), (2, 3, 4.0), (1, 0, 50.0)):
+        response = client.post("/v1/recall", headers=alice, json={**ns, "query": "cat", "top_k": 1, "beams": beams,
+                                                                   "samples": samples, "guidance": guidance})
         assert response.status_code == 200, response.text
         hit = response.json()["hits"][0]
         record = store.get(hit["id"], ALICE)
         assert hit["text_source"] == "reconstructed"
-        assert hit["text"] == store.encoder.r3.expand(store.encoder.as_memory(record), beams=beams, samples=samples)
+        assert hit["text"] == store.encoder.r3.expand(store.encoder.as_memory(record), beams=beams, samples=samples,
+                                                      guidance=guidance)
 
 
 def test_concurrent_requests_share_one_model_one_call_at_a_time(service, store, tiny):

@@ -122,6 +122,20 @@ def test_recall_reconstructs_with_the_requested_beam_width(store):
             store.recall("sentence", ALICE, samples=bad)
 
 
+def test_recall_reconstructs_with_the_requested_pool_guidance(store):
+    store.add(ALICE, text="Never write this sentence down.", store_text=False)
+    texts = {}
+    for guidance in (0.0, 50.0):
+        hit = store.recall("sentence", ALICE, top_k=1, guidance=guidance)[0]
+        texts[guidance] = hit.text
+        assert hit.text == store.encoder.r3.expand(store.encoder.as_memory(hit.record), guidance=guidance)
+    assert texts[0.0] != texts[50.0]  # the knob reaches the expansion
+    assert store.ask("sentence?", ALICE, top_k=1, guidance=0.0).record_ids == [hit.record.id]
+    for bad in (-1, 65, float("nan"), "4", True):
+        with pytest.raises(InvalidInput, match="guidance"):
+            store.recall("sentence", ALICE, guidance=bad)
+
+
 def _sqlite_files(url):
     from pathlib import Path
 

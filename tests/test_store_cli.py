@@ -68,6 +68,8 @@ def test_export_import_through_the_cli(run, tmp_path):
     (("ask", "--user", "alice", "q?", "--beams", "17"), 2),
     (("recall", "--user", "alice", "q", "--samples", "-1"), 2),
     (("ask", "--user", "alice", "q?", "--samples", "33"), 2),
+    (("recall", "--user", "alice", "q", "--guidance", "-1"), 2),
+    (("ask", "--user", "alice", "q?", "--guidance", "nan"), 2),
     (("delete", "--user", "alice"), 2),
 ])
 def test_bad_input_exits_nonzero_with_one_line(run, argv, code):

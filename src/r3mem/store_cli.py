@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, MAX_BEAMS, MAX_SAMPLES
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, GUIDANCE_HELP, MAX_BEAMS, MAX_SAMPLES
 from r3mem.errors import InvalidInput
 
 if TYPE_CHECKING:  # the model stack is imported only by commands that load it
@@ -68,14 +68,14 @@ class StoreCommands:
     def recall(self, args):
         store, ns = self._store(args)
         hits = store.recall(" ".join(args.query), ns, top_k=args.top_k, level=args.level, method=args.method,
-                             beams=args.beams, samples=args.samples)
+                             beams=args.beams, samples=args.samples, guidance=args.guidance)
         _print([{"id": h.record.id, "level": h.record.level, "score": round(h.score, 4), "text": h.text,
                  "text_source": h.text_source} for h in hits])
 
     def ask(self, args):
         store, ns = self._store(args)
         answer = store.ask(" ".join(args.question), ns, top_k=args.top_k, method=args.method,
-                           beams=args.beams, samples=args.samples)
+                           beams=args.beams, samples=args.samples, guidance=args.guidance)
         _print({"answer": answer.answer, "record_ids": answer.record_ids})
 
     def get(self, args):
@@ -200,6 +200,8 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
         p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                        help="samples drawn beside the beams for memory-only records, the candidate re-compressing "
                             f"nearest the memory kept (0-{MAX_SAMPLES}; default {DEFAULT_SAMPLES}: the top beam)")
+        p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                       help=f"memory-only records' reconstructions: {GUIDANCE_HELP}")
         if name == "recall":
             p.add_argument("--level", help="only records of this level")
     p = command("get", cmds.get, "show one record")

@@ -168,7 +168,7 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
     """The records most relevant to the query, best first."""
     namespace = authorize(key, body.namespace.value())
     hits = await worker.run(store.recall, body.query, namespace, top_k=body.top_k, level=body.level,
-                            method=body.method, beams=body.beams, samples=body.samples)
+                            method=body.method, beams=body.beams, samples=body.samples, guidance=body.guidance)
     return HitsOut(hits=[HitOut.model_validate(hit.as_dict()) for hit in hits])
 
 
@@ -177,7 +177,7 @@ async def ask(body: AskRequest, key: Caller, store: Store, worker: Worker) -> An
     """Recall, then answer the question from the recalled records' texts."""
     namespace = authorize(key, body.namespace.value())
     answer = await worker.run(store.ask, body.question, namespace, top_k=body.top_k, method=body.method,
-                              beams=body.beams, samples=body.samples)
+                              beams=body.beams, samples=body.samples, guidance=body.guidance)
     return AnswerOut(answer=answer.answer, record_ids=answer.record_ids)
 
 

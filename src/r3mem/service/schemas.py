@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, MAX_BEAMS, MAX_SAMPLES
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, MAX_BEAMS, MAX_GUIDANCE, MAX_SAMPLES
 from r3mem.store.namespace import ID_PATTERN, Namespace
 
 # The store's LEVELS, METHODS and ROLES, spelt out so OpenAPI lists them (a test keeps them in step).
@@ -23,6 +23,8 @@ _BEAMS_DOC = ("beam width when a memory-only record's text is reconstructed: 1 i
               "faster), more beams slip less")
 _SAMPLES_DOC = ("samples drawn beside the beams when a memory-only record's text is reconstructed; the "
                 "candidate whose re-compression lies nearest the stored memory is kept (0: the top beam)")
+_GUIDANCE_DOC = ("pool guidance when a memory-only record's text is reconstructed: how strongly each chunk is "
+                 "held to the tokens its memory slot pools, which keeps it in step with its source (0: off)")
 _ID_DOC = "1-128 letters, digits or _.@:+- starting with a letter or digit"
 # Documented, not enforced here: `Namespace` checks it, with the same message as in the CLI.
 _ID_SCHEMA: dict[str, Any] = {"pattern": f"^{ID_PATTERN}$"}
@@ -78,6 +80,7 @@ class RecallRequest(_Strict):
                                                   "key similarity only; bm25: lexical; hybrid: memory and bm25 fused")
     beams: int = Field(DEFAULT_BEAMS, ge=1, le=MAX_BEAMS, description=_BEAMS_DOC)
     samples: int = Field(DEFAULT_SAMPLES, ge=0, le=MAX_SAMPLES, description=_SAMPLES_DOC)
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description=_GUIDANCE_DOC)
 
 
 class AskRequest(_Strict):
@@ -87,6 +90,7 @@ class AskRequest(_Strict):
     method: Method = "memory"
     beams: int = Field(DEFAULT_BEAMS, ge=1, le=MAX_BEAMS, description=_BEAMS_DOC)
     samples: int = Field(DEFAULT_SAMPLES, ge=0, le=MAX_SAMPLES, description=_SAMPLES_DOC)
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description=_GUIDANCE_DOC)
 
 
 class ExportRequest(_Strict):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from r3mem.api import R3Mem
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_SAMPLES, check_beams, check_samples
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, check_beams, check_guidance, check_samples
 from r3mem.errors import CheckpointMismatch, DuplicateRecord, InvalidInput, RecordNotFound
 from r3mem.store import archive
 from r3mem.store.backend import Event, StoreBackend
@@ -200,12 +200,15 @@ class MemoryStore:
     def stats(self, namespace: Namespace) -> dict:
         return self.backend.stats(namespace)
 
-    def text_of(self, record: Record, beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> tuple[str, str]:
+    def text_of(self, record: Record, beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
+                guidance: float = DEFAULT_GUIDANCE) -> tuple[str, str]:
         """The record's stored text, else its reconstruction from memory alone (`beams`: 1 is greedy;
-        `samples` > 0: cycle-consistent selection, `r3mem.cycle_decoding`)."""
+        `samples` > 0: cycle-consistent selection, `r3mem.cycle_decoding`; `guidance`: pool guidance,
+        `r3mem.pool_guidance`)."""
         if record.text is not None:
             return record.text, "stored"
-        return self.encoder.r3.expand(self.encoder.as_memory(record), beams=beams, samples=samples), "reconstructed"
+        memory = self.encoder.as_memory(record)
+        return self.encoder.r3.expand(memory, beams=beams, samples=samples, guidance=guidance), "reconstructed"
 
     @staticmethod
     def _check_level(level: str | None) -> None:
@@ -214,18 +217,20 @@ class MemoryStore:
 
     def recall(self, query: str, namespace: Namespace, top_k: int = 5, level: str | None = None,
                method: str = "memory", beams: int = DEFAULT_BEAMS,
-               samples: int = DEFAULT_SAMPLES) -> builtins.list[Hit]:
+               samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> builtins.list[Hit]:
         """The `top_k` records inside `namespace` most relevant to `query`, best first.
 
         `beams` only matters for memory-only records, whose text is reconstructed: fewer
         beams answer sooner (1 is greedy, about 1.6 times faster), more slip less; `samples`
-        adds candidates chosen among by cycle consistency, at about a greedy expansion's cost each.
+        adds candidates chosen among by cycle consistency, at about a greedy expansion's cost each;
+        `guidance` holds each reconstructed chunk to its memory slot (0 turns it off).
         """
         _check_text(query, "query")
         self._check_level(level)
         check_method(method)
         check_beams(beams)
         check_samples(samples)
+        check_guidance(guidance)
         if not isinstance(top_k, int) or not 1 <= top_k <= 100:
             raise InvalidInput("top_k must be an integer from 1 to 100")
         if method == "bm25":
@@ -241,7 +246,7 @@ class MemoryStore:
         for record_id, score in ranked[:top_k]:
             if record_id in records:
                 records[record_id].verify()  # every method: a corrupt record is refused, never returned
-                text, source = self.text_of(records[record_id], beams, samples)
+                text, source = self.text_of(records[record_id], beams, samples, guidance)
                 hits.append(Hit(records[record_id], float(score), text, source))
         return hits
 
@@ -271,12 +276,13 @@ class MemoryStore:
         return ranked[: max(top_k, SHORTLIST)]
 
     def ask(self, question: str, namespace: Namespace, top_k: int = 3, method: str = "memory",
-            beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES) -> Answer:
+            beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> Answer:
         """Answer from the default instruct model, reading the recalled records' texts."""
         from r3mem.reader import answer_from_text
 
         _check_text(question, "question")
-        hits = self.recall(question, namespace, top_k=top_k, method=method, beams=beams, samples=samples)
+        hits = self.recall(question, namespace, top_k=top_k, method=method, beams=beams, samples=samples,
+                           guidance=guidance)
         context = "\n".join(hit.text for hit in hits)
         answer = answer_from_text(self.encoder.r3, context, question)
         return Answer(answer, [hit.record.id for hit in hits], hits)
