@@ -48,7 +48,7 @@ soak: $(STAMP)
 # evaluate that file on the held-out books (issue 4's metrics; reconstruction also by cycle-consistent
 # selection at the floors' ratios), write metrics.json and MODEL_CARD.md.
 # Ablations are read from runs/ablation-* when present (r3mem train --config configs/ablation-*.toml).
-CARD_RUN ?= runs/smollm2-135m-rec-lm-128-c5
+CARD_RUN ?= runs/smollm2-135m-rec-lm-128-c6
 CARD_OUT ?= checkpoints/smollm2-135m-r3mem
 CARD_SEGMENTS ?= 32
 CARD_TARGETS ?= 8

@@ -26,7 +26,9 @@ how much it moves the chunk's remainder R away from zero, (||R - e_v||^2 - ||R||
 last token pays the rest. The charges telescope, so a chunk still pays `strength` times its final
 distance in all, whatever `spread` is; only when it pays changes. On training windows (4 beams,
 strength 4) spread 0 / 0.1 / 0.25 / 0.5 / 1 gave position-wise 0.30 / 0.38 / 0.46 / 0.31 / 0.31 at
-ratio 8 (8 windows; 0.364 / 0.428 at 0 / 0.25 on 16), and 0.813 / 0.806 at 0 / 0.25 at ratio 4.
+ratio 8 (8 windows; 0.364 / 0.428 at 0 / 0.25 on 16), and 0.813 / 0.806 at 0 / 0.25 at ratio 4,
+with the step-2200 weights; with step 2580's, on 16 windows, 0 / 0.25 gave 0.403 / 0.515 at ratio
+8 and 0.863 / 0.876 at ratio 4 (`scripts/probe_pool_guidance.py --spreads 0,0.25`).
 
 The chunk layout is `chunk_pool`'s: position t of an n-token segment in an m-slot memory belongs
 to chunk floor(t*m/n), so each row needs its own segment length.
