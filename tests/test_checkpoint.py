@@ -72,8 +72,13 @@ def test_refuses_missing_corrupt_and_truncated(tiny, tmp_path):
 def test_resave_keeps_other_files(tiny, tmp_path):
     tiny.save_checkpoint(tmp_path / "ckpt")
     (tmp_path / "ckpt" / "MODEL_CARD.md").write_text("card")
+    (tmp_path / "ckpt" / "eval" / "plots").mkdir(parents=True)
+    (tmp_path / "ckpt" / "eval" / "reconstruct.json").write_text("{}")
+    (tmp_path / "ckpt" / "eval" / "plots" / "a.png").write_bytes(b"png")
     tiny.save_checkpoint(tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "MODEL_CARD.md").read_text() == "card"
+    assert (tmp_path / "ckpt" / "eval" / "reconstruct.json").read_text() == "{}"  # results survive a re-ship
+    assert (tmp_path / "ckpt" / "eval" / "plots" / "a.png").read_bytes() == b"png"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 

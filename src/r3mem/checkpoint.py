@@ -85,10 +85,15 @@ def save_checkpoint(
             "info": info or {},
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, sort_keys=True, indent=2) + "\n")
-        # Keep files other tools put in the directory (model card, metrics).
+        # Keep what other tools put in the directory: the model card, metrics, and the eval/ folder
+        # of results (re-shipping new weights once dropped it; the card marks results of old weights).
         if target.is_dir():
             for extra in target.iterdir():
-                if extra.name not in (CONFIG_FILE, WEIGHTS_FILE) and extra.is_file():
+                if extra.name in (CONFIG_FILE, WEIGHTS_FILE):
+                    continue
+                if extra.is_dir():
+                    shutil.copytree(extra, tmp / extra.name, symlinks=True)
+                elif extra.is_file():
                     shutil.copy2(extra, tmp / extra.name)
             old = target.with_name(f".old-{target.name}-{os.getpid()}")
             os.replace(target, old)
