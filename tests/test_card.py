@@ -108,6 +108,7 @@ def test_an_evaluation_of_other_weights_is_marked_and_never_meets_a_floor(shippe
     assert metrics["evaluations"]["reconstruct"]["checkpoint"] == metrics["checkpoint"]
     text = (out / "MODEL_CARD.md").read_text()
     assert text.count("not on this one") == 1 and "Measured on checkpoint `0123456789abcdef`" in text
+    assert "4 (cycle-consistent)" in text and "4 (default)" not in text  # not set beside other weights' rows
 
 
 def test_card_on_a_missing_run_is_one_line_error(tmp_path, capsys):

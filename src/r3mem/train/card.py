@@ -143,8 +143,10 @@ def _render_cycle(cycle: dict, recon: dict, ev: dict, provenance: str = "") -> l
     if not cycle:
         return []
     keys = ("token_accuracy", "aligned_token_accuracy", "bleu4", "exact_match", "entity_recall")
+    # beside another checkpoint's rows the default decoding's would compare different weights
+    beside = () if provenance else (("default", recon.get),)
     rows = [[f"{r} ({name})", *(v[k] for k in keys)]
-            for r in cycle for name, v in (("default", recon.get(r)), ("cycle-consistent", cycle[r])) if v]
+            for r in cycle for name, v in ((n, get(r)) for n, get in (*beside, ("cycle-consistent", cycle.get))) if v]
     wall = f" It took {ev['wall_s'] / 60:.0f} minutes." if ev.get("wall_s") else ""
     return ["### Cycle-consistent selection\n",
             f"Command: `{ev.get('command')}`.{provenance} The same segments, regenerated {_decoding(ev)}; "
