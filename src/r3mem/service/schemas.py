@@ -71,26 +71,28 @@ class UpdateRequest(_Strict):
     metadata: dict[str, Any] | None = None
 
 
-class RecallRequest(_Strict):
+class _Reconstructing(_Strict):
+    """How a memory-only record's text is reconstructed, for the requests that return texts."""
+
+    beams: int = Field(DEFAULT_BEAMS, ge=1, le=MAX_BEAMS, description=_BEAMS_DOC)
+    samples: int = Field(DEFAULT_SAMPLES, ge=0, le=MAX_SAMPLES, description=_SAMPLES_DOC)
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description=_GUIDANCE_DOC)
+
+
+class RecallRequest(_Reconstructing):
     namespace: NamespaceIn
     query: str = Field(description="what to look for")
     top_k: int = Field(5, ge=1, le=100, description="how many records to return")
     level: Level | None = Field(None, description="only records of this level")
     method: Method = Field("memory", description="memory: query likelihood under each record's memory; key: "
                                                   "key similarity only; bm25: lexical; hybrid: memory and bm25 fused")
-    beams: int = Field(DEFAULT_BEAMS, ge=1, le=MAX_BEAMS, description=_BEAMS_DOC)
-    samples: int = Field(DEFAULT_SAMPLES, ge=0, le=MAX_SAMPLES, description=_SAMPLES_DOC)
-    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description=_GUIDANCE_DOC)
 
 
-class AskRequest(_Strict):
+class AskRequest(_Reconstructing):
     namespace: NamespaceIn
     question: str
     top_k: int = Field(3, ge=1, le=100, description="how many recalled records the reader sees")
     method: Method = "memory"
-    beams: int = Field(DEFAULT_BEAMS, ge=1, le=MAX_BEAMS, description=_BEAMS_DOC)
-    samples: int = Field(DEFAULT_SAMPLES, ge=0, le=MAX_SAMPLES, description=_SAMPLES_DOC)
-    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description=_GUIDANCE_DOC)
 
 
 class ExportRequest(_Strict):
