@@ -143,10 +143,11 @@ def _render_cycle(cycle: dict, recon: dict, ev: dict, provenance: str = "") -> l
     if not cycle:
         return []
     keys = ("token_accuracy", "aligned_token_accuracy", "bleu4", "exact_match", "entity_recall")
+    tables = {"default": recon, "cycle-consistent": cycle}
     # beside another checkpoint's rows the default decoding's would compare different weights
-    beside = () if provenance else (("default", recon.get),)
-    rows = [[f"{r} ({name})", *(v[k] for k in keys)]
-            for r in cycle for name, v in ((n, get(r)) for n, get in (*beside, ("cycle-consistent", cycle.get))) if v]
+    names = ("cycle-consistent",) if provenance else ("default", "cycle-consistent")
+    rows = [[f"{r} ({name})", *(tables[name][r][k] for k in keys)]
+            for r in cycle for name in names if tables[name].get(r)]
     wall = f" It took {ev['wall_s'] / 60:.0f} minutes." if ev.get("wall_s") else ""
     return ["### Cycle-consistent selection\n",
             f"Command: `{ev.get('command')}`.{provenance} The same segments, regenerated {_decoding(ev)}; "
