@@ -37,6 +37,9 @@ def shipped(tmp_path, tiny_model_dir, monkeypatch):
                      "--beams", "2", "--json", str(out / "eval" / "reconstruct.json")]) == 0
     assert cli_main(["eval", "reconstruct", *common, "--limit", "2", "--ratios", "4,8", "--methods", "r3mem",
                      "--beams", "2", "--samples", "2", "--json", str(out / "eval" / "reconstruct-cycle.json")]) == 0
+    # the floors' ratio on a wider sample than the table's
+    assert cli_main(["eval", "reconstruct", *common, "--limit", "4", "--ratios", "4", "--methods", "r3mem",
+                     "--beams", "2", "--json", str(out / "eval" / "reconstruct-floors.json")]) == 0
     assert cli_main(["eval", "perplexity", *common, "--limit", "2", "--history", "16,32", "--stride", "16",
                      "--json", str(out / "eval" / "perplexity.json")]) == 0
     return run, out
@@ -61,6 +64,12 @@ def test_card_reports_every_figure_with_its_command(shipped, tmp_path):
     assert metrics["training"]["steps"] == 2 and metrics["training"]["train_tokens"] > 0
     assert metrics["training"]["machines"], "the card names the machine it trained on"
     assert metrics["floors"]["token_accuracy@4"]["met"] is False  # two steps of a tiny model
+    # ratio 4 is judged on the wider sample, ratio 8 (not in it) on the table's segments
+    at4, at8 = metrics["floors"]["token_accuracy@4"], metrics["floors"]["token_accuracy@8"]
+    assert at4["segments"] == 4 and at8["segments"] == metrics["reconstruction"]["8"]["n"] == 2
+    assert at8["measured"] == metrics["reconstruction"]["8"]["token_accuracy"]
+    lo, hi = at4["interval_95"]
+    assert lo <= at4["measured"] <= hi and at4["clear_of_noise"] is False
     gain = metrics["perplexity"]["32"]
     assert gain["targets"] == 2 and "memory_gain_2se" in gain
     assert set(metrics["ablations"]) == {"full", "no-cyc"}
@@ -89,6 +98,7 @@ def test_card_reports_every_figure_with_its_command(shipped, tmp_path):
     assert "step 1: config changed: steps 1 → 2" in text
     assert "free-running acc @4" in text
     assert metrics["stale_evaluations"] == [] and "not on this one" not in text
+    assert "--limit 4 --ratios 4" in text.split("## Reconstruction from memory")[0]  # the floors name their source
 
 
 def test_an_evaluation_of_other_weights_is_marked_and_never_meets_a_floor(shipped, tmp_path):
@@ -109,6 +119,22 @@ def test_an_evaluation_of_other_weights_is_marked_and_never_meets_a_floor(shippe
     text = (out / "MODEL_CARD.md").read_text()
     assert text.count("not on this one") == 1 and "Measured on checkpoint `0123456789abcdef`" in text
     assert "4 (cycle-consistent)" in text and "4 (default)" not in text  # not set beside other weights' rows
+
+
+def test_a_stale_wider_sample_does_not_judge_the_floors(shipped):
+    run, out = shipped
+    path = out / "eval" / "reconstruct-floors.json"
+    result = json.loads(path.read_text())
+    result["checkpoint"] = "0123456789abcdef"
+    result["rows"][0]["token_accuracy"], result["rows"][0]["token_accuracy_se"] = 1.0, 0.0
+    path.write_text(json.dumps(result))
+    assert card.main(["write", str(run), str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "reconstruct-floors" in metrics["stale_evaluations"]
+    at4 = metrics["floors"]["token_accuracy@4"]
+    assert at4["segments"] == 2 and at4["measured"] == metrics["reconstruction"]["4"]["token_accuracy"]
+    floors_part = (out / "MODEL_CARD.md").read_text().split("## Reconstruction from memory")[0]
+    assert "--limit 4 --ratios 4" not in floors_part
 
 
 def test_card_on_a_missing_run_is_one_line_error(tmp_path, capsys):

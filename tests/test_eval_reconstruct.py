@@ -42,7 +42,7 @@ def test_json_rows_and_plot(monkeypatch, tiny, tmp_path, text_file, capsys):
     assert [(r["method"], r["ratio"]) for r in result["rows"]] == [
         (m, r) for m in ("r3mem", "truncate", "prune") for r in RATIOS]
     fields = ["method", "ratio", "token_accuracy", "aligned_token_accuracy", "exact_match", "bleu4", "rougeL",
-              "char_similarity", "entity_recall", "entities", "n"]
+              "char_similarity", "entity_recall", "entities", "token_accuracy_se", "n"]
     for row in result["rows"]:
         assert list(row) == fields and row["n"] == 3
         assert all(0.0 <= row[m] <= 1.0 for m in reconstruct.METRICS)
@@ -181,6 +181,14 @@ def test_entity_recall_is_pooled_not_averaged():
     rest = dict.fromkeys(reconstruct.METRICS, 0.0)
     row = reconstruct.average("m", 4, [{**rest, **with_entities}, {**rest, **without}])
     assert row["entity_recall"] == 0.25 and row["entities"] == 4  # a per-segment mean would say 0.625
+
+
+def test_token_accuracy_carries_its_standard_error_over_segments():
+    rest = dict.fromkeys(reconstruct.METRICS, 0.0) | {"entity_hits": 0, "entity_total": 0}
+    row = reconstruct.average("m", 4, [{**rest, "token_accuracy": a} for a in (0.5, 1.0, 0.75)])
+    assert row["token_accuracy"] == pytest.approx(0.75)
+    assert row["token_accuracy_se"] == pytest.approx(0.25 / 3 ** 0.5)  # sample stdev 0.25 over sqrt(3)
+    assert reconstruct.average("m", 4, [{**rest, "token_accuracy": 0.5}])["token_accuracy_se"] is None
 
 
 @pytest.mark.parametrize("guidance", ["-1", "65", "nan"])

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 from pathlib import Path
-from statistics import fmean
+from statistics import fmean, stdev
 
 import torch
 from tqdm.auto import tqdm
@@ -110,11 +111,16 @@ def score(ref_ids: list[int], ref_text: str, hyp_ids: list[int], hyp_text: str, 
 
 def average(method: str, ratio, scores: list[dict]) -> dict:
     """Per-segment means, except entity recall: hits over all source entities, pooled, so a
-    segment without entities does not count as a perfect recall (None when there are none)."""
+    segment without entities does not count as a perfect recall (None when there are none).
+
+    Token accuracy, which the floors apply to, also gets its standard error over segments (None
+    for one segment), so a reader can tell a margin from noise."""
     hits, total = sum(s["entity_hits"] for s in scores), sum(s["entity_total"] for s in scores)
     means = {m: fmean(s[m] for s in scores) for m in METRICS}
+    accuracies = [s["token_accuracy"] for s in scores]
+    se = stdev(accuracies) / math.sqrt(len(accuracies)) if len(accuracies) > 1 else None
     return {"method": method, "ratio": ratio, **means, "entity_recall": hits / total if total else None,
-            "entities": total, "n": len(scores)}
+            "entities": total, "token_accuracy_se": se, "n": len(scores)}
 
 
 # -- methods ------------------------------------------------------------------------------
