@@ -193,6 +193,28 @@ def test_validation_reports_free_running_accuracy_beside_teacher_forced(tmp_path
     for ratio in (4, 8):
         # equal lengths: an in-order match never scores below the same token in place
         assert 0 <= val[f"gen_acc_r{ratio}"] <= val[f"gen_aligned_r{ratio}"] <= 1
+        assert 0 <= val[f"guided_acc_r{ratio}"] <= 1  # the shipped decoding's guidance, greedy
+
+
+def test_guided_validation_is_the_pool_guided_greedy_expansion(tmp_path, data, monkeypatch):
+    """guided_acc must score generate(guidance=DEFAULT_GUIDANCE), not the unguided expansion again."""
+    from r3mem.decoding import DEFAULT_GUIDANCE
+    from r3mem.train.data import TokenCorpus
+    from r3mem.train.validate import validate
+
+    monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
+    r3 = _fresh()
+    corpus = TokenCorpus.build([(data / "books" / "val.txt").read_text()], r3.tokenize)
+    guidances, original = [], r3.network.generate
+
+    def recording(memory, n_tokens, **kw):
+        guidances.append(kw.get("guidance", 0.0))
+        return original(memory, n_tokens, **kw)
+
+    monkeypatch.setattr(r3.network, "generate", recording)
+    val = validate(r3.network, corpus, _config(tmp_path, data))
+    assert guidances == [0.0, DEFAULT_GUIDANCE] * 2  # ratio 4, then ratio 8
+    assert {"guided_acc_r4", "guided_acc_r8"} <= set(val)
 
 
 def test_resume_logs_what_the_config_changed(tmp_path, data, monkeypatch):

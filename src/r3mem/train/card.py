@@ -297,13 +297,14 @@ def render(metrics: dict, notes: str) -> str:
         "```toml", *(f"{k} = {json.dumps(v)}" for k, v in t["config"].items()), "```",
         "",
         "Learning curve (held-out validation, 8 windows of 128-token segments; acc is teacher-forced, "
-        "free-running acc is the position-wise accuracy of a greedy expansion, — where the trainer did not log it "
-        "yet): "
+        "free-running acc is the position-wise accuracy of a greedy expansion, guided acc the same expansion "
+        "with pool guidance, — where the trainer did not log it yet): "
         "![curve](loss_curve.png)\n",
-        _table(["step", "acc @4", "acc @8", "free-running acc @4", "free-running acc @8", "rec NLL @4",
-                "LM NLL with memory @4", "LM NLL no context"],
+        _table(["step", "acc @4", "acc @8", "free-running acc @4", "free-running acc @8", "guided acc @4",
+                "guided acc @8", "rec NLL @4", "LM NLL with memory @4", "LM NLL no context"],
                [[r["step"], r.get("rec_acc_r4"), r.get("rec_acc_r8"), r.get("gen_acc_r4"), r.get("gen_acc_r8"),
-                 r.get("rec_nll_r4"), r.get("lm_nll_memory_r4"), r.get("lm_nll_no_context")]
+                 r.get("guided_acc_r4"), r.get("guided_acc_r8"), r.get("rec_nll_r4"), r.get("lm_nll_memory_r4"),
+                 r.get("lm_nll_no_context")]
                 for r in t["validation_curve"]]),
         "",
         "## Ablations\n",

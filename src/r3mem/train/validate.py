@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from r3mem.decoding import DEFAULT_GUIDANCE
 from r3mem.eval.metrics import aligned_token_accuracy, token_accuracy
 from r3mem.memory_net import MemoryNetwork
 from r3mem.train.config import TrainConfig
@@ -23,6 +24,9 @@ def validate(net: MemoryNetwork, corpus: TokenCorpus, cfg: TrainConfig) -> dict[
     Teacher-forced accuracy reads the source prefix; the free-running (greedy) expansion reads
     its own, as `r3mem eval reconstruct` does, so a slip that shifts every later token shows
     there (`gen_acc`, position-wise) and not in `rec_acc`. `gen_aligned` forgives the shift.
+    `guided_acc` is the same greedy expansion held to the pooled slots by the shipped decoding's
+    pool guidance (`r3mem.pool_guidance`), so the curve also follows what users get, at a
+    fraction of the card's 4-beam cost.
     The windows are the same at every evaluation (fixed seed), so the curve is comparable.
     """
     device = net.initial_memory.device
@@ -40,6 +44,9 @@ def validate(net: MemoryNetwork, corpus: TokenCorpus, cfg: TrainConfig) -> dict[
         pairs = list(zip(first.tolist(), net.generate(memory, VAL_SEG_LEN).tolist(), strict=True))
         out[f"gen_acc_r{ratio}"] = round(sum(token_accuracy(r, h) for r, h in pairs) / len(pairs), 4)
         out[f"gen_aligned_r{ratio}"] = round(sum(aligned_token_accuracy(r, h) for r, h in pairs) / len(pairs), 4)
+        guided = net.generate(memory, VAL_SEG_LEN, guidance=DEFAULT_GUIDANCE).tolist()
+        out[f"guided_acc_r{ratio}"] = round(sum(token_accuracy(r, h) for r, h in zip(first.tolist(), guided,
+                                                                                      strict=True)) / len(guided), 4)
     with net.adapter(None):
         hidden = net.causal_lm.model(input_ids=second).last_hidden_state
         # position i predicts token i+1; the first token has no context at all
@@ -81,10 +88,13 @@ def curve_figure(rows: list[dict]):
         rate_axis.plot(*zip(*rates, strict=True), color="grey", linestyle="--", linewidth=0.8, label="lr")
         rate_axis.set(ylabel="learning rate", yscale="log")
         rate_axis.legend(loc="upper right")
-    for key in ("rec_acc_r4", "rec_acc_r8", "gen_acc_r4", "gen_acc_r8"):
+    # free-running (gen_, greedy) dashed and pool-guided (guided_) dotted: both joined the log later
+    # than teacher-forced (rec_)
+    styles = {"rec": "-", "gen": "--", "guided": ":"}
+    for key in ("rec_acc_r4", "rec_acc_r8", "gen_acc_r4", "gen_acc_r8", "guided_acc_r4", "guided_acc_r8"):
         pts = [(r["step"], r[key]) for r in val_rows if key in r]
-        if pts:  # free-running (gen_) dashed: it joined the log later than teacher-forced (rec_)
-            right.plot(*zip(*pts, strict=True), marker="o", label=key, linestyle="--" if key[0] == "g" else "-")
+        if pts:
+            right.plot(*zip(*pts, strict=True), marker="o", label=key, linestyle=styles[key.split("_")[0]])
     right.set(xlabel="step", ylabel="token accuracy", title="validation (held-out books)")
     right.legend()
     fig.tight_layout()
