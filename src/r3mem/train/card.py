@@ -231,10 +231,13 @@ def _floors_intro(metrics: dict) -> str:
     wide = metrics["evaluations"].get("reconstruct-floors")
     if wide and "reconstruct-floors" in metrics.get("stale_evaluations", []):
         wide = None
-    source = (f"`{wide.get('command')}` ({_decoding(wide)}) at the ratios it measured, the reconstruction "
-              "table's evaluation below at the others" if wide else "the reconstruction table's evaluation below")
-    return (f"Accuracy floors are judged on {source}; the interval is the mean ± 1.96 standard errors over "
-            "segments, and a floor counts as met outright only when the whole interval clears it.\n")
+    if not wide:
+        source = "on the reconstruction table's evaluation below"
+    else:
+        source = (f"on `{wide.get('command')}` at the ratios it measured, and on the reconstruction table's "
+                  f"evaluation below at any other. That wider sample was regenerated {_decoding(wide)}")
+    return (f"Accuracy floors are judged {source}. The interval is the mean ± 1.96 standard errors over "
+            "segments; a floor counts as met outright only when the whole interval clears it.\n")
 
 
 def render(metrics: dict, notes: str) -> str:
