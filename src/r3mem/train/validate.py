@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from statistics import fmean
 
 import torch
 
@@ -44,9 +45,9 @@ def validate(net: MemoryNetwork, corpus: TokenCorpus, cfg: TrainConfig) -> dict[
         pairs = list(zip(first.tolist(), net.generate(memory, VAL_SEG_LEN).tolist(), strict=True))
         out[f"gen_acc_r{ratio}"] = round(sum(token_accuracy(r, h) for r, h in pairs) / len(pairs), 4)
         out[f"gen_aligned_r{ratio}"] = round(sum(aligned_token_accuracy(r, h) for r, h in pairs) / len(pairs), 4)
-        guided = net.generate(memory, VAL_SEG_LEN, guidance=DEFAULT_GUIDANCE).tolist()
-        out[f"guided_acc_r{ratio}"] = round(sum(token_accuracy(r, h) for r, h in zip(first.tolist(), guided,
-                                                                                      strict=True)) / len(guided), 4)
+        guided = zip(first.tolist(), net.generate(memory, VAL_SEG_LEN, guidance=DEFAULT_GUIDANCE).tolist(),
+                     strict=True)
+        out[f"guided_acc_r{ratio}"] = round(fmean(token_accuracy(r, h) for r, h in guided), 4)
     with net.adapter(None):
         hidden = net.causal_lm.model(input_ids=second).last_hidden_state
         # position i predicts token i+1; the first token has no context at all
