@@ -68,6 +68,7 @@ def test_card_reports_every_figure_with_its_command(shipped, tmp_path):
     at4, at8 = metrics["floors"]["token_accuracy@4"], metrics["floors"]["token_accuracy@8"]
     assert at4["segments"] == 4 and at8["segments"] == metrics["reconstruction"]["8"]["n"] == 2
     assert at8["measured"] == metrics["reconstruction"]["8"]["token_accuracy"]
+    assert (at4["evaluation"], at8["evaluation"]) == ("reconstruct-floors", "reconstruct")
     lo, hi = at4["interval_95"]
     assert lo <= at4["measured"] <= hi and at4["clear_of_noise"] is False
     gain = metrics["perplexity"]["32"]
@@ -133,6 +134,7 @@ def test_a_stale_wider_sample_does_not_judge_the_floors(shipped):
     assert "reconstruct-floors" in metrics["stale_evaluations"]
     at4 = metrics["floors"]["token_accuracy@4"]
     assert at4["segments"] == 2 and at4["measured"] == metrics["reconstruction"]["4"]["token_accuracy"]
+    assert at4["evaluation"] == "reconstruct"
     floors_part = (out / "MODEL_CARD.md").read_text().split("## Reconstruction from memory")[0]
     assert "--limit 4 --ratios 4" not in floors_part
 

@@ -198,9 +198,13 @@ def collect(run: Path, out: Path) -> dict:
         "weights_bytes": (out / "weights.safetensors").stat().st_size,
         "training": training_summary(run, int(ckpt.info.get("step", 0))),
         "reconstruction": recon, "reconstruction_cycle": cycle, "perplexity": ppl,
-        # a ratio measured on the wider sample is judged on it, the rest on the table's segments
-        "floors": floors({**current.get("reconstruct", {}), **current.get("reconstruct-floors", {})},
-                         current.get("perplexity", {}), current.get("reconstruct-cycle", {})),
+        # a ratio measured on the wider sample is judged on it, the rest on the table's segments; each
+        # row says which evaluation it came from
+        "floors": floors({ratio: row | {"evaluation": name} for name in ("reconstruct", "reconstruct-floors")
+                          for ratio, row in current.get(name, {}).items()},
+                         current.get("perplexity", {}),
+                         {ratio: row | {"evaluation": "reconstruct-cycle"}
+                          for ratio, row in current.get("reconstruct-cycle", {}).items()}),
         "ablations": ablations, "stale_evaluations": stale,
         "samples": samples(evals["reconstruct"]) if "reconstruct" in evals else [],
         "evaluations": {name: {"command": ev.get("command"), "data": ev["data"], "run": ev.get("run"),
@@ -227,10 +231,9 @@ def _provenance(metrics: dict, name: str) -> str:
 
 
 def _floors_intro(metrics: dict) -> str:
-    """Which evaluation the accuracy floors were judged on: another checkpoint's never is."""
-    wide = metrics["evaluations"].get("reconstruct-floors")
-    if wide and "reconstruct-floors" in metrics.get("stale_evaluations", []):
-        wide = None
+    """Which evaluation the accuracy floors were judged on, as the checks themselves record it."""
+    judged_on = {check.get("evaluation") for check in metrics["floors"].values()}
+    wide = metrics["evaluations"].get("reconstruct-floors") if "reconstruct-floors" in judged_on else None
     if not wide:
         source = "on the reconstruction table's evaluation below"
     else:

@@ -17,7 +17,8 @@ Z95 = 1.96
 
 
 def accuracy_check(row: dict | None, floor: float) -> dict:
-    """One ratio's reconstruction row (mean, standard error, segments) against its floor."""
+    """One ratio's reconstruction row (mean, standard error, segments and, when the caller tagged it,
+    the evaluation it came from) against its floor."""
     row = row or {}
     measured, se = row.get("token_accuracy"), row.get("token_accuracy_se")
     interval = ([round(measured - Z95 * se, 4), round(measured + Z95 * se, 4)]
@@ -25,7 +26,7 @@ def accuracy_check(row: dict | None, floor: float) -> dict:
     met = measured is not None and measured >= floor
     clear = met and interval is not None and interval[0] >= floor
     return {"floor": floor, "measured": measured, "segments": row.get("n"), "standard_error": se,
-            "interval_95": interval, "met": met, "clear_of_noise": clear}
+            "interval_95": interval, "met": met, "clear_of_noise": clear, "evaluation": row.get("evaluation")}
 
 
 def perplexity_check(ppl: dict) -> dict:
