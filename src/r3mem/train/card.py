@@ -171,6 +171,11 @@ def perplexity(result: dict) -> dict:
     return out
 
 
+def _judged(current: dict, *names: str) -> dict:
+    """ratio -> row tagged with the evaluation it came from; a later name's ratio replaces an earlier's."""
+    return {ratio: row | {"evaluation": name} for name in names for ratio, row in current.get(name, {}).items()}
+
+
 def collect(run: Path, out: Path) -> dict:
     ckpt = read_checkpoint(out)
     evals = {name: json.loads((out / "eval" / file).read_text())
@@ -200,11 +205,8 @@ def collect(run: Path, out: Path) -> dict:
         "reconstruction": recon, "reconstruction_cycle": cycle, "perplexity": ppl,
         # a ratio measured on the wider sample is judged on it, the rest on the table's segments; each
         # row says which evaluation it came from
-        "floors": floors({ratio: row | {"evaluation": name} for name in ("reconstruct", "reconstruct-floors")
-                          for ratio, row in current.get(name, {}).items()},
-                         current.get("perplexity", {}),
-                         {ratio: row | {"evaluation": "reconstruct-cycle"}
-                          for ratio, row in current.get("reconstruct-cycle", {}).items()}),
+        "floors": floors(_judged(current, "reconstruct", "reconstruct-floors"), current.get("perplexity", {}),
+                         _judged(current, "reconstruct-cycle")),
         "ablations": ablations, "stale_evaluations": stale,
         "samples": samples(evals["reconstruct"]) if "reconstruct" in evals else [],
         "evaluations": {name: {"command": ev.get("command"), "data": ev["data"], "run": ev.get("run"),
