@@ -143,3 +143,13 @@ def test_card_on_a_missing_run_is_one_line_error(tmp_path, capsys):
     assert card.main(["write", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+
+
+def test_a_command_run_under_an_older_default_beam_width_spells_that_width_out():
+    old = card.DEFAULT_BEAMS // 2
+    ran = "r3mem eval reconstruct --limit 32 --samples 8"
+    assert card.reproducible_command({"command": ran, "beams": old}) == f"{ran} --beams {old}"
+    assert card.reproducible_command({"command": ran, "beams": card.DEFAULT_BEAMS}) == ran
+    assert card.reproducible_command({"command": f"{ran} --beams 2", "beams": 2}) == f"{ran} --beams 2"
+    assert card.reproducible_command({"command": "r3mem eval perplexity --limit 8"}) == "r3mem eval perplexity --limit 8"
+    assert card.reproducible_command({}) is None

@@ -8,11 +8,14 @@ from __future__ import annotations
 from r3mem.errors import InvalidInput
 
 # Beam search by default: a reconstruction often drops or repeats one early token, and every
-# position after it then disagrees with the source; keeping the 4 most likely continuations
-# avoids many of those slips for about 1.6 times the time of greedy decoding (docs/results.md sets
-# the "reconstruct" table, 4 beams, beside "reconstruct-greedy" on the same segments).
-# 1 is greedy, for when speed matters more than fidelity.
-DEFAULT_BEAMS = 4
+# position after it then disagrees with the source; keeping the most likely continuations avoids many
+# of those slips. 8 beams: chosen on training windows (`scripts/probe_pool_guidance.py`, ratio 4,
+# guidance 4) where position-wise accuracy was 0.897 with 4 beams and 0.902-0.905 with 8 (32 and 64
+# windows), then checked once on the 128 held-out floor segments (the card's reconstruct-floors eval):
+# ratio 4 went from 0.890 to 0.919 (SE 0.006) and ratio 8 from 0.399 to 0.520, for 1,157 s against
+# 859 s. 16 beams read 0.932 on 32 ratio-4 training windows at about 6 times the time of 4 there, too
+# slow for a default. 1 is greedy, for when speed matters more than fidelity.
+DEFAULT_BEAMS = 8
 MAX_BEAMS = 16
 # Samples drawn beside the beams for cycle-consistent selection (`r3mem.cycle_decoding`): 0 keeps the
 # top beam. Each sample costs about what one greedy expansion does, so the bound keeps one request

@@ -21,6 +21,7 @@ from pathlib import Path
 from statistics import fmean, stdev
 
 from r3mem.checkpoint import read_checkpoint
+from r3mem.decoding import DEFAULT_BEAMS
 from r3mem.decoding import describe as describe_decoding
 from r3mem.errors import R3MemError
 from r3mem.train.floors import floors, verdict
@@ -171,6 +172,16 @@ def perplexity(result: dict) -> dict:
     return out
 
 
+def reproducible_command(ev: dict) -> str | None:
+    """The evaluation's command as it must be typed today to decode as it did: a run that relied on
+    an older default beam width gets that width spelled out, so the card's commands keep reproducing
+    its figures after the default changes."""
+    command = ev.get("command")
+    if command and "beams" in ev and "--beams" not in command.split() and ev["beams"] != DEFAULT_BEAMS:
+        return f"{command} --beams {ev['beams']}"
+    return command
+
+
 def _judged(current: dict, *names: str) -> dict:
     """ratio -> row tagged with the evaluation it came from; a later name's ratio replaces an earlier's."""
     return {ratio: row | {"evaluation": name} for name in names for ratio, row in current.get(name, {}).items()}
@@ -209,7 +220,7 @@ def collect(run: Path, out: Path) -> dict:
                          _judged(current, "reconstruct-cycle")),
         "ablations": ablations, "stale_evaluations": stale,
         "samples": samples(evals["reconstruct"]) if "reconstruct" in evals else [],
-        "evaluations": {name: {"command": ev.get("command"), "data": ev["data"], "run": ev.get("run"),
+        "evaluations": {name: {"command": reproducible_command(ev), "data": ev["data"], "run": ev.get("run"),
                                "segment_len": ev.get("segment_len"), "checkpoint": ev.get("checkpoint"),
                                **{k: ev[k] for k in DECODING_KEYS if k in ev}}
                         for name, ev in evals.items()},
