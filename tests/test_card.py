@@ -151,6 +151,7 @@ def test_a_command_run_under_an_older_default_beam_width_spells_that_width_out()
     assert card.reproducible_command({"command": ran, "beams": old}) == f"{ran} --beams {old}"
     assert card.reproducible_command({"command": ran, "beams": card.DEFAULT_BEAMS}) == ran
     assert card.reproducible_command({"command": f"{ran} --beams 2", "beams": 2}) == f"{ran} --beams 2"
+    assert card.reproducible_command({"command": f"{ran} --beams=2", "beams": 2}) == f"{ran} --beams=2"
     perplexity = "r3mem eval perplexity --limit 8"
     assert card.reproducible_command({"command": perplexity}) == perplexity
     assert card.reproducible_command({}) is None

@@ -8,10 +8,11 @@ import torch
 from tests.conftest import CORPUS
 
 import r3mem.cli
-from r3mem.decoding import DEFAULT_BEAMS
+from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE
 from r3mem.errors import InvalidInput
 from r3mem.eval import reconstruct
 from r3mem.eval.baselines import prune, truncate
+from r3mem.eval.common import spell_out
 from r3mem.pool_guidance import DEFAULT_SPREAD
 
 RATIOS = [2, 4, 8, 16]
@@ -51,6 +52,8 @@ def test_json_rows_and_plot(monkeypatch, tiny, tmp_path, text_file, capsys):
         assert row["token_accuracy"] == (SEG // row["ratio"]) / SEG
     assert png.stat().st_size > 1024
     assert result["beams"] == DEFAULT_BEAMS
+    # the decoding defaults it ran under are spelled out, so the command reproduces after they change
+    assert result["command"].endswith(f"--beams {DEFAULT_BEAMS} --samples 0 --guidance {DEFAULT_GUIDANCE:g}")
     assert "truncate" in capsys.readouterr().out
     # the first SAMPLES segments of every method and ratio, with the text each was scored on
     samples = result["samples"]
@@ -97,6 +100,15 @@ def test_greedy_and_beam_rows_differ_only_in_r3mem_decoding(monkeypatch, tiny, t
     # the spread is recorded only where guidance ran: an unguided result paid nothing early
     assert [results[b].extra["guidance_spread"] for b in (1, 3, 2)] == [0.0, DEFAULT_SPREAD, DEFAULT_SPREAD]
     assert results[1].rows[1] == results[3].rows[1] == results[2].rows[1]  # truncate
+
+
+def test_typed_decoding_flags_are_kept_and_the_rest_spelled_out():
+    args = reconstruct.argparse.Namespace(beams=2, samples=0, guidance=4.0)
+    typed = ["eval", "reconstruct", "--beams=2", "--limit", "3"]
+    assert spell_out(typed, reconstruct.pinned_flags(args)) == [*typed, "--samples", "0", "--guidance", "4"]
+    args = reconstruct.argparse.Namespace(beams=3, samples=8, guidance=1.5)
+    assert spell_out(["eval", "reconstruct"], reconstruct.pinned_flags(args)) == [
+        "eval", "reconstruct", "--beams", "3", "--samples", "8", "--guidance", "1.5"]
 
 
 @pytest.mark.parametrize("samples", ["-1", "33"])

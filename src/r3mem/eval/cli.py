@@ -12,7 +12,7 @@ import shlex
 import sys
 import time
 
-from r3mem.eval.common import format_table, write_outputs
+from r3mem.eval.common import format_table, spell_out, write_outputs
 from r3mem.machine import run_info
 
 # subcommand -> (module, help); each module declares its own default data in add_arguments
@@ -50,7 +50,10 @@ def run(args: argparse.Namespace, load) -> int:
     # the evaluation's own time, model load excluded: what a decoding setting costs
     result.extra.setdefault("wall_s", round(time.monotonic() - began, 1))
     result.extra.setdefault("run", run_info())
-    result.extra.setdefault("command", "r3mem " + shlex.join(getattr(args, "argv", sys.argv[1:])))
+    # the settings a module says shape its figures are spelled out, so the command outlives their defaults
+    pinned = module.pinned_flags(args) if hasattr(module, "pinned_flags") else {}
+    argv = spell_out(list(getattr(args, "argv", sys.argv[1:])), pinned)
+    result.extra.setdefault("command", "r3mem " + shlex.join(argv))
     print(format_table(result.rows))
     write_outputs(result, args.json, args.plot, getattr(module, "plot", None))
     return 0

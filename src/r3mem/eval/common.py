@@ -52,6 +52,17 @@ def require_path(path: str) -> Path:
     return source
 
 
+def spell_out(argv: list[str], flags: dict[str, str]) -> list[str]:
+    """argv with each of `flags` the user left to its default appended with the value the run used.
+
+    A recorded command that leans on a default stops reproducing its figures when the default
+    moves (8 beams replaced 4 at commit ea94102), so the settings that shape a figure are written
+    out. A flag counts as typed in either spelling, `--beams 4` or `--beams=4`.
+    """
+    typed = {arg.split("=", 1)[0] for arg in argv}
+    return argv + [part for flag, value in flags.items() if flag not in typed for part in (flag, value)]
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table over the union of row keys, in first-seen order."""
     columns: list[str] = []

@@ -182,6 +182,13 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
+def pinned_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The decoding settings this run expands under, for its recorded command (`eval.common.spell_out`)."""
+    return {"--beams": str(check_beams(getattr(args, "beams", DEFAULT_BEAMS))),
+            "--samples": str(check_samples(getattr(args, "samples", DEFAULT_SAMPLES))),
+            "--guidance": f"{check_guidance(getattr(args, 'guidance', DEFAULT_GUIDANCE)):g}"}
+
+
 def run(args: argparse.Namespace, r3) -> EvalResult:
     torch.manual_seed(args.seed)
     segment_len = args.segment_len or r3.config.segment_len

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from r3mem.checkpoint import read_checkpoint
 from r3mem.decoding import DEFAULT_BEAMS
 from r3mem.decoding import describe as describe_decoding
 from r3mem.errors import R3MemError
+from r3mem.eval.common import spell_out
 from r3mem.train.floors import floors, verdict
 
 ABLATION_KEYS = ("rec_acc_r4", "rec_acc_r8", "rec_nll_r4", "lm_nll_memory_r4")
@@ -175,10 +177,11 @@ def perplexity(result: dict) -> dict:
 def reproducible_command(ev: dict) -> str | None:
     """The evaluation's command as it must be typed today to decode as it did: a run that relied on
     an older default beam width gets that width spelled out, so the card's commands keep reproducing
-    its figures after the default changes."""
+    its figures after the default changes. `r3mem eval reconstruct` now records its decoding flags
+    itself (`eval.common.spell_out`); this repairs the results written before it did."""
     command = ev.get("command")
-    if command and "beams" in ev and "--beams" not in command.split() and ev["beams"] != DEFAULT_BEAMS:
-        return f"{command} --beams {ev['beams']}"
+    if command and "beams" in ev and ev["beams"] != DEFAULT_BEAMS:
+        return shlex.join(spell_out(shlex.split(command), {"--beams": str(ev["beams"])}))
     return command
 
 
