@@ -9,13 +9,14 @@ from r3mem.errors import InvalidInput
 
 # Beam search by default: a reconstruction often drops or repeats one early token, and every
 # position after it then disagrees with the source; keeping the most likely continuations avoids many
-# of those slips. 8 beams: chosen on training windows (`scripts/probe_pool_guidance.py`, ratio 4,
-# guidance 4) where position-wise accuracy was 0.897 with 4 beams and 0.902-0.905 with 8 (32 and 64
-# windows), then checked once on the 128 held-out floor segments (the card's reconstruct-floors eval):
-# ratio 4 went from 0.890 to 0.919 (SE 0.006) and ratio 8 from 0.399 to 0.520, for 1,157 s against
-# 859 s. 16 beams read 0.932 on 32 ratio-4 training windows at about 6 times the time of 4 there, too
-# slow for a default. 1 is greedy, for when speed matters more than fidelity.
-DEFAULT_BEAMS = 8
+# of those slips, and pool guidance charges a chunk only as it is written, so a beam must hold a right
+# path through a whole chunk (4 tokens at ratio 4, 8 at ratio 8) to be paid for it. 16 beams, chosen on
+# 16 training windows (`scripts/probe_pool_guidance.py`, guidance 4, spread 0.25): position-wise
+# accuracy at ratio 8 was 0.608 / 0.713 / 0.732 with 8 / 16 / 32 beams (61 / 126 / 286 s), at ratio 4
+# 0.907 / 0.932 with 8 / 16 (61 / 136 s); then checked once on the 128 held-out floor segments (the
+# card's reconstruct-floors eval). 8 beams, the default from ea94102, gave 0.919 / 0.520 there at
+# ratio 4 / 8 and 4 beams, the default before, 0.890 / 0.399. Fewer beams answer sooner (1 is greedy).
+DEFAULT_BEAMS = 16
 MAX_BEAMS = 16
 # Samples drawn beside the beams for cycle-consistent selection (`r3mem.cycle_decoding`): 0 keeps the
 # top beam. Each sample costs about what one greedy expansion does, so the bound keeps one request

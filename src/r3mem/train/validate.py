@@ -27,7 +27,7 @@ def validate(net: MemoryNetwork, corpus: TokenCorpus, cfg: TrainConfig) -> dict[
     there (`gen_acc`, position-wise) and not in `rec_acc`. `gen_aligned` forgives the shift.
     `guided_acc` is the same greedy expansion held to the pooled slots by the shipped decoding's
     pool guidance (`r3mem.pool_guidance`), so the curve also follows what users get, at a
-    fraction of the card's 4-beam cost.
+    fraction of the card's beam-search cost.
     The windows are the same at every evaluation (fixed seed), so the curve is comparable.
     """
     device = net.initial_memory.device
