@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("memory")
     p.add_argument("--segment", type=int, help="expand only this segment (0-based)")
     p.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
-                   help=f"beam-search width; 1 is greedy and about 1.6 times as fast (default {DEFAULT_BEAMS})")
+                   help=f"beam-search width; fewer answer sooner and slip more, 1 is greedy (default {DEFAULT_BEAMS})")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                    help="also draw this many samples per segment and keep the candidate that matches the "
                         "source digest, else the one re-compressing nearest the memory among those that read "

@@ -19,7 +19,7 @@ from r3mem.store.namespace import ID_PATTERN, Namespace
 Level = Literal["document", "paragraph", "sentence", "entity", "turn"]
 Method = Literal["memory", "key", "bm25", "hybrid"]
 Role = Literal["user", "assistant", "system", "tool"]
-_BEAMS_DOC = ("beam width when a memory-only record's text is reconstructed: 1 is greedy (about 1.6 times "
+_BEAMS_DOC = ("beam width when a memory-only record's text is reconstructed: 1 is greedy (several times "
               "faster), more beams slip less")
 _SAMPLES_DOC = ("samples drawn beside the beams when a memory-only record's text is reconstructed; the "
                 "candidate whose re-compression lies nearest the stored memory is kept (0: the top beam)")

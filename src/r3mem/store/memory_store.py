@@ -221,7 +221,7 @@ class MemoryStore:
         """The `top_k` records inside `namespace` most relevant to `query`, best first.
 
         `beams` only matters for memory-only records, whose text is reconstructed: fewer
-        beams answer sooner (1 is greedy, about 1.6 times faster), more slip less; `samples`
+        beams answer sooner (1 is greedy, several times faster), more slip less; `samples`
         adds candidates chosen among by cycle consistency, at about a greedy expansion's cost each;
         `guidance` holds each reconstructed chunk to its memory slot (0 turns it off).
         """
