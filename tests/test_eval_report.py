@@ -37,3 +37,13 @@ def test_reconstruction_tables_say_how_they_were_decoded(tmp_path):
     beam_part, greedy_part = page.split("## reconstruct-greedy")
     assert "r3mem decoded by 4-beam search" in beam_part and "r3mem decoded greedily" in greedy_part
     assert "--beams 1" in greedy_part
+
+
+def test_the_page_prints_the_command_a_result_recorded(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    recorded = "r3mem eval reconstruct --limit 8 --ratios 4 --beams 16 --samples 0 --guidance 4"
+    result = {"task": "reconstruct", "data": "/x/pg174.txt", "checkpoint": "c", "model": "M", "beams": 16,
+              "command": recorded, "rows": [{"method": "r3mem", "ratio": 4, "token_accuracy": 0.5}], "run": {}}
+    (out / "reconstruct.json").write_text(json.dumps(result))
+    assert f"- command: `{recorded}`" in report.render(out, {})

@@ -64,7 +64,8 @@ def render(out: Path, seconds: dict[str, float]) -> str:
         run = result.get("run", {})
         wall = seconds.get(name, result.get("wall_s"))
         lines += [f"## {name}", "",
-                  f"- command: `r3mem {COMMANDS[name]}`",
+                  # the command the run recorded, flags it left to a default spelled out, where it has one
+                  f"- command: `{result.get('command') or 'r3mem ' + COMMANDS[name]}`",
                   f"- data: `{Path(result['data']).name}`; model: {result['model']}; "
                   f"checkpoint: `{result['checkpoint']}`",
                   f"- machine: {run.get('machine', '?')}, {run.get('threads', '?')} threads, torch "
