@@ -125,3 +125,25 @@ def test_chunks_keep_whole_sentences_under_the_budget(tiny):
     assert " ".join(chunks) == text
     assert all(c.endswith(".") for c in chunks)
     assert all(len(tiny.tokenize(c)) <= 32 + 2 for c in chunks)  # + 2: BPE merges across the joining space
+
+
+def test_expanded_decodes_at_the_chosen_width_and_the_command_pins_it(squad, tmp_path, calls, tiny, monkeypatch):
+    widths = []
+    real_expand = type(tiny).expand
+
+    def recording_expand(self, memory, *args, **kw):
+        widths.append(kw.get("beams"))
+        return real_expand(self, memory, *args, **kw)
+
+    monkeypatch.setattr(type(tiny), "expand", recording_expand)
+    result = run_qa(squad, tmp_path, "--methods", "expanded", "--beams", "2", "--limit", "2")
+    assert widths == [2, 2] and result["beams"] == 2
+    assert "--beams 2 " in result["command"] and result["command"].count("--beams") == 1
+    default = run_qa(squad, tmp_path, "--methods", "no_context", "--limit", "1")
+    assert default["command"].endswith(f"--beams {qa_eval.DEFAULT_BEAMS}") and default["beams"] == qa_eval.DEFAULT_BEAMS
+
+
+def test_out_of_range_width_is_a_one_line_error(squad, tmp_path, calls, capsys):
+    assert main(["eval", "qa", "--data", str(squad), "--beams", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "beams must be an integer" in err and err.count("\n") == 1
