@@ -1,4 +1,4 @@
-"""Probe for pool guidance (`r3mem.pool_guidance`, `--guidance S`): accuracy at several strengths and spreads.
+"""Probe for pool guidance (`r3mem.pool_guidance`, `--guidance S`): accuracy at several strengths, spreads and bags.
 
 Compresses windows of 128 tokens at one ratio with the shipped checkpoint, expands each at every
 strength given, and prints position-wise and aligned token accuracy, BLEU-4 and exact matches.
@@ -10,6 +10,10 @@ The default strength (`r3mem.decoding.DEFAULT_GUIDANCE`) was chosen with
 and the share of a chunk's charge paid as it is written (`r3mem.pool_guidance.DEFAULT_SPREAD`) with
 
     .venv/bin/python scripts/probe_pool_guidance.py --ratio 8 --windows 16 --strengths 4 --spreads 0,0.25
+
+and the charge for a token outside its chunk's recovered bag (`r3mem.pool_guidance.DEFAULT_BAG`) with
+
+    .venv/bin/python scripts/probe_pool_guidance.py --ratio 8 --windows 16 --beams 16 --bags 0,3,4,5,6
 
 `--text train` (the default) draws windows from training books, so a strength chosen here never saw
 the held-out text the card measures; `--show N` prints window N chunk by chunk, marking chunks
@@ -24,7 +28,7 @@ import time
 from probe_windows import CONFIG, load_windows
 
 from r3mem.eval.metrics import aligned_token_accuracy, bleu4, token_accuracy
-from r3mem.pool_guidance import DEFAULT_SPREAD
+from r3mem.pool_guidance import DEFAULT_BAG, DEFAULT_SPREAD
 
 SEG = 128
 
@@ -37,6 +41,8 @@ def main() -> None:
     parser.add_argument("--strengths", default="0,4", help="comma-separated guidance strengths")
     parser.add_argument("--spreads", default=str(DEFAULT_SPREAD),
                         help="comma-separated shares of each chunk's charge paid before its last token")
+    parser.add_argument("--bags", default=str(DEFAULT_BAG),
+                        help="comma-separated charges (nats) for a token outside its chunk's recovered bag")
     parser.add_argument("--text", choices=("train", "val"), default="train")
     parser.add_argument("--show", type=int, help="print this window chunk by chunk at the last setting")
     parser.add_argument("--config", default=CONFIG)
@@ -46,15 +52,17 @@ def main() -> None:
     slots = SEG // args.ratio
     memory = net.write(net.initial(args.windows, slots), windows).half().float()  # as a .r3m file keeps it
     refs = windows.tolist()
-    settings = [(float(s), float(p)) for s in args.strengths.split(",") for p in args.spreads.split(",")]
-    for strength, spread in settings:
+    settings = [(float(s), float(p), float(b)) for s in args.strengths.split(",") for p in args.spreads.split(",")
+                for b in args.bags.split(",")]
+    for strength, spread, bag in settings:
         began = time.time()
-        outs = net.generate(memory, SEG, beams=args.beams, guidance=strength, spread=spread).tolist()
+        outs = net.generate(memory, SEG, beams=args.beams, guidance=strength, spread=spread,
+                            bag=bag).tolist()
         position = sum(token_accuracy(r, o) for r, o in zip(refs, outs, strict=True)) / len(refs)
         aligned = sum(aligned_token_accuracy(r, o) for r, o in zip(refs, outs, strict=True)) / len(refs)
         bleu = sum(bleu4(r3.detokenize(r), r3.detokenize(o)) for r, o in zip(refs, outs, strict=True)) / len(refs)
         exact = sum(r == o for r, o in zip(refs, outs, strict=True))
-        print(f"ratio {args.ratio}, {args.beams} beams, guidance {strength:g} spread {spread:g}: "
+        print(f"ratio {args.ratio}, {args.beams} beams, guidance {strength:g} spread {spread:g} bag {bag:g}: "
               f"position-wise {position:.3f}, "
               f"aligned {aligned:.3f}, BLEU-4 {bleu:.3f}, exact {exact}/{len(refs)} ({time.time() - began:.0f} s)",
               flush=True)

@@ -29,7 +29,7 @@ def source(tiny, n):
 def test_only_a_chunks_last_token_is_charged_its_distance_from_the_slot(tiny):
     ids = source(tiny, 12)
     memory = pooled(tiny, [ids], 4)  # 3 tokens a chunk
-    guide = PoolGuide(memory, [12], table(tiny), strength=2.0, spread=0.0)
+    guide = PoolGuide(memory, [12], table(tiny), strength=2.0, spread=0.0, bag=0.0)
     vocab = table(tiny).shape[0]
     for step in range(12):
         prefix = torch.tensor([ids[:step]])
@@ -50,7 +50,7 @@ def test_a_spread_charge_pays_as_the_chunk_is_written_and_sums_to_its_distance(t
     rest, so along any chunk written the charges add up to strength x its final distance."""
     ids = source(tiny, 12)
     memory = pooled(tiny, [ids], 3)  # 4 tokens a chunk
-    guide = PoolGuide(memory, [12], table(tiny), strength=2.0, spread=spread)
+    guide = PoolGuide(memory, [12], table(tiny), strength=2.0, spread=spread, bag=0.0)
     vocab = table(tiny).shape[0]
     written = [ids[0], (ids[1] + 5) % vocab, ids[2], (ids[3] + 7) % vocab]  # chunk 0, two words wrong
     paid = []
@@ -68,7 +68,7 @@ def test_a_spread_charge_pays_as_the_chunk_is_written_and_sums_to_its_distance(t
 def test_rows_past_their_length_are_left_alone_and_beam_rows_follow_their_memory(tiny):
     long, short = source(tiny, 8), source(tiny, 16)[8:13]
     memory = pooled(tiny, [long, short], 8)
-    guide = PoolGuide(memory, [8, 5], table(tiny), strength=1.0)
+    guide = PoolGuide(memory, [8, 5], table(tiny), strength=1.0, bag=0.0)
     vocab = table(tiny).shape[0]
     # two beams a memory: rows 0-1 expand `long`, rows 2-3 expand `short`
     prefix = torch.tensor([long[:6], long[:6], short + [0], short + [0]])
@@ -98,4 +98,38 @@ def test_a_length_per_memory_row_is_required(tiny):
         PoolGuide(memory, [8, 0], table(tiny), 1.0)
     with pytest.raises(ValueError, match="spread must be from 0 to 1"):
         PoolGuide(memory, [8, 8], table(tiny), 1.0, spread=1.5)
+    with pytest.raises(ValueError, match="bag must be a charge of 0 or more nats"):
+        PoolGuide(memory, [8, 8], table(tiny), 1.0, bag=-1.0)
 
+
+
+def test_a_token_its_chunk_has_no_more_of_pays_the_bag_charge_on_top_of_the_distance(tiny):
+    ids = source(tiny, 12)
+    memory = pooled(tiny, [ids], 3)  # 4 tokens a chunk
+    with_bag = PoolGuide(memory, [12], table(tiny), strength=2.0, bag=5.0)
+    without = PoolGuide(memory, [12], table(tiny), strength=2.0, bag=0.0)
+    vocab = table(tiny).shape[0]
+    for step in (0, 2, 5):  # first token of chunk 0, mid chunk 0, inside chunk 1
+        prefix = torch.tensor([ids[:step]])
+        extra = (without(prefix, torch.zeros(1, vocab)) - with_bag(prefix, torch.zeros(1, vocab)))[0]
+        chunk = step // 4
+        left = ids[chunk * 4:(chunk + 1) * 4]
+        for t in ids[chunk * 4:step]:
+            left.remove(t)  # written already
+        charged = {v for v in range(vocab) if float(extra[v]) == pytest.approx(5.0, abs=1e-4)}
+        assert charged == set(range(vocab)) - set(left)
+        assert all(float(extra[v]) == pytest.approx(0.0, abs=1e-4) for v in left)
+
+
+def test_a_strong_bag_writes_each_chunk_as_its_own_tokens(tiny):
+    """With the distance charge negligible and the bag charge large, a reader with random weights
+    still writes every chunk as exactly the tokens its slot pools, in whatever order it likes."""
+    rows = [source(tiny, 12), source(tiny, 24)[12:20]]
+    memory = pooled(tiny, rows, 4)
+    for beams in (1, 3):
+        out = tiny.network.generate(memory, 12, beams=beams, guidance=1e-6, lengths=[12, 8], bag=50.0).tolist()
+        for row, expansion, per in ((rows[0], out[0], 3), (rows[1], out[1], 2)):
+            for j in range(4):
+                assert sorted(expansion[j * per:(j + 1) * per]) == sorted(row[j * per:(j + 1) * per])
+    unguided = tiny.network.generate(memory, 12).tolist()
+    assert sorted(unguided[0][:3]) != sorted(rows[0][:3])

@@ -65,11 +65,13 @@ def check_guidance(guidance: object) -> float:
     return float(guidance)
 
 
-def describe(beams: int, samples: int = 0, guidance: float = 0.0, spread: float = 0.0) -> str:
+def describe(beams: int, samples: int = 0, guidance: float = 0.0, spread: float = 0.0, bag: float = 0.0) -> str:
     """How reconstructions were decoded, in words for cards and result pages."""
     plain = "greedily" if beams == 1 else f"by {beams}-beam search"
     if guidance:
         paid = f"; {spread:g} of each chunk's charge paid as it is written" if spread else ""
+        if bag:
+            paid += f"; a token outside its chunk's recovered bag charged {bag:g} nats"
         plain += f" with pool guidance {guidance:g} (each chunk held to the tokens its memory slot pools{paid})"
     if not samples:
         return plain

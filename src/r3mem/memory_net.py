@@ -40,7 +40,7 @@ from r3mem.base_model import CausalLM, embedding_table
 from r3mem.chunking import chunk_index
 from r3mem.config import MARKERS, MemoryConfig
 from r3mem.errors import CheckpointError
-from r3mem.pool_guidance import DEFAULT_SPREAD, PoolGuide
+from r3mem.pool_guidance import DEFAULT_BAG, DEFAULT_SPREAD, PoolGuide
 
 ADAPTERS = ("compress", "expand")
 _MEMORY_PARAMS = ("initial_memory", "write_tokens", "markers")
@@ -298,7 +298,7 @@ class MemoryNetwork(nn.Module):
     @torch.no_grad()
     def generate(self, memory: Tensor, n_tokens: int, marker: str = "segment", beams: int = 1,
                  guidance: float = 0.0, lengths: Sequence[int] | None = None,
-                 spread: float = DEFAULT_SPREAD) -> Tensor:
+                 spread: float = DEFAULT_SPREAD, bag: float = DEFAULT_BAG) -> Tensor:
         """Expansion: (B, m, d) memory -> (B, n_tokens) token ids, greedy or by beam search.
 
         The length is known from the memory's metadata, so generation runs for exactly
@@ -307,18 +307,19 @@ class MemoryNetwork(nn.Module):
         rest of the segment after it.
         """
         settings = GenerationConfig(num_beams=beams)
-        return self.candidates(memory, n_tokens, settings, marker, guidance, lengths, spread)[:, 0]
+        return self.candidates(memory, n_tokens, settings, marker, guidance, lengths, spread, bag)[:, 0]
 
     @torch.no_grad()
     def candidates(self, memory: Tensor, n_tokens: int, settings: GenerationConfig,
                    marker: str = "segment", guidance: float = 0.0, lengths: Sequence[int] | None = None,
-                   spread: float = DEFAULT_SPREAD) -> Tensor:
+                   spread: float = DEFAULT_SPREAD, bag: float = DEFAULT_BAG) -> Tensor:
         """(B, m, d) memory -> (B, K, n_tokens): the K = `settings.num_return_sequences` expansions
         that `settings` (beam search, sampling) draws for each memory, most likely first for beams.
 
         `guidance` > 0 holds each chunk to the tokens its memory slot pools (`r3mem.pool_guidance`);
         `lengths` are the rows' own segment lengths (default `n_tokens`), which place the chunks, and
-        `spread` the share of each chunk's charge paid before its last token."""
+        `spread` the share of each chunk's charge paid before its last token and `bag` the nats a token
+        its chunk's recovered bag does not hold is charged (both only under guidance)."""
         empty = torch.empty(memory.shape[0], 0, self.hidden_size, device=memory.device)
         prefix = self._read_inputs(memory, marker, empty.to(self.embed_dtype))  # (B, m+1, d)
         settings = copy.deepcopy(settings)
@@ -329,7 +330,7 @@ class MemoryNetwork(nn.Module):
         processors = LogitsProcessorList()
         if guidance:
             rows = [n_tokens] * memory.shape[0] if lengths is None else lengths
-            processors.append(PoolGuide(memory, rows, embedding_table(self.causal_lm), guidance, spread))
+            processors.append(PoolGuide(memory, rows, embedding_table(self.causal_lm), guidance, spread, bag))
         with self.adapter("expand"):
             out = self.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask, generation_config=settings,
                                           logits_processor=processors)

@@ -30,7 +30,7 @@ from r3mem.entities import RuleEntityExtractor
 from r3mem.errors import InvalidInput
 from r3mem.eval import metrics
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
-from r3mem.pool_guidance import DEFAULT_SPREAD
+from r3mem.pool_guidance import DEFAULT_BAG, DEFAULT_SPREAD
 from r3mem.textio import read_corpus_text
 
 # averaged per segment; entity recall is pooled instead (see `average`)
@@ -221,6 +221,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
                       extra={"segment_len": segment_len, "segments": len(segments), "trained": r3.trained,
                              "beams": beams, "cycle_samples": cycle_samples, "guidance": guidance,
                              "guidance_spread": DEFAULT_SPREAD if guidance else 0.0,
+                             "guidance_bag": DEFAULT_BAG if guidance else 0.0,
                              "budget_tokens": {str(r): k for r, k in budget.items()}, "samples": samples})
 
 

@@ -48,7 +48,7 @@ def run_all(out: Path, tasks: list[str]) -> dict[str, float]:
 def decoding(result: dict) -> str:
     """How a result's r3mem rows were decoded; results written before a setting existed ran without it."""
     return describe_decoding(result["beams"], result.get("cycle_samples", 0), result.get("guidance", 0.0),
-                             result.get("guidance_spread", 0.0))
+                             result.get("guidance_spread", 0.0), result.get("guidance_bag", 0.0))
 
 
 def render(out: Path, seconds: dict[str, float]) -> str:

@@ -42,7 +42,7 @@ ABLATIONS = ("full", "no-hier", "no-cyc", "rec-only", "rec-only-equal-time")
 
 
 # what an evaluation JSON records of how it decoded, copied into metrics.json
-DECODING_KEYS = ("beams", "cycle_samples", "guidance", "guidance_spread", "wall_s")
+DECODING_KEYS = ("beams", "cycle_samples", "guidance", "guidance_spread", "guidance_bag", "wall_s")
 
 def ship(run: Path, out: Path, model: str | None = None) -> str:
     """Copy the run's latest checkpoint into `out` as fp16; return its fingerprint."""
@@ -114,7 +114,7 @@ def _decoding(result: dict | None) -> str:
     were greedy, the only decoding there was then."""
     result = result or {}
     return describe_decoding(result.get("beams") or 1, result.get("cycle_samples") or 0, result.get("guidance") or 0.0,
-                             result.get("guidance_spread") or 0.0)
+                             result.get("guidance_spread") or 0.0, result.get("guidance_bag") or 0.0)
 
 
 def reconstruction(result: dict) -> dict:
