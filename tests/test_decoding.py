@@ -60,3 +60,9 @@ def test_description_names_the_guidance_only_when_it_is_on():
     assert "pool guidance 4" in describe(4, 0, 4.0) and "paid as it is written" not in describe(4, 0, 4.0)
     assert "0.25 of each chunk's charge paid as it is written" in describe(4, 0, 4.0, 0.25)
     assert "pool-guided (2)" in describe(4, 8, 2.0) and "re-compresses nearest" in describe(4, 8, 2.0)
+
+
+def test_description_names_the_bag_charge_only_under_guidance():
+    with_bag = describe(16, 0, 4.0, 0.25, 4.0)
+    assert "recovered bag charged 4 nats" in with_bag and "0.25 of each chunk's charge" in with_bag
+    assert "bag" not in describe(16, 0, 4.0, 0.25) and "bag" not in describe(16, 0, 0.0, 0.0, 4.0)

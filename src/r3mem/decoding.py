@@ -36,7 +36,8 @@ NLL_MARGIN = 0.1
 # unit of squared distance (pooled units) between the chunk's written tokens and its memory slot. 0
 # turns it off. Chosen on 8 windows of training text at ratios 4 and 8, 4 beams
 # (`scripts/probe_pool_guidance.py`): position-wise accuracy at ratio 4 was 0.28, 0.68, 0.79, 0.81, 0.81,
-# 0.82 at strengths 0, 0.5, 1, 2, 4, 8, and at ratio 8 0.11, 0.20, 0.26, 0.30 at 0, 1, 2, 4.
+# 0.82 at strengths 0, 0.5, 1, 2, 4, 8, and at ratio 8 0.11, 0.20, 0.26, 0.30 at 0, 1, 2, 4. Guidance also
+# charges tokens outside each chunk's recovered bag (`r3mem.pool_guidance.DEFAULT_BAG`), so 0 turns both off.
 DEFAULT_GUIDANCE = 4.0
 MAX_GUIDANCE = 64.0
 GUIDANCE_HELP = (f"pool guidance: how strongly each chunk of an expansion is held to the tokens its memory slot "
