@@ -49,7 +49,7 @@ soak: $(STAMP)
 # sample, so a floor is judged beyond noise; reconstruction also by cycle-consistent selection at the
 # floors' ratios), write metrics.json and MODEL_CARD.md.
 # Ablations are read from runs/ablation-* when present (r3mem train --config configs/ablation-*.toml).
-CARD_RUN ?= runs/smollm2-135m-rec-lm-128-c7
+CARD_RUN ?= runs/smollm2-135m-rec-lm-128-c8
 CARD_OUT ?= checkpoints/smollm2-135m-r3mem
 CARD_SEGMENTS ?= 32
 # segments the floors (ratios 4 and 8) are judged on: at 128 the standard error at ratio 4 was 0.007, so at
