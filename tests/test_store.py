@@ -148,8 +148,11 @@ def test_recall_refuses_records_of_another_checkpoint(store, store_url):
     from r3mem.api import R3Mem
 
     other = MemoryStore(open_backend(store_url), R3Mem.from_base(tiny_base(seed=1)))
-    with pytest.raises(CheckpointMismatch, match="another model or checkpoint"):
-        other.recall("Paris", ALICE)
+    for method in ("memory", "key", "hybrid"):  # these read the memories with the loaded model
+        with pytest.raises(CheckpointMismatch, match="another model or checkpoint"):
+            other.recall("Paris", ALICE, method=method)
+    # the index methods read text and vectors only: a new checkpoint does not hide stored text
+    assert "Paris" in other.recall("Paris", ALICE, method="fused", top_k=1)[0].text
     other.close()
 
 

@@ -10,15 +10,21 @@ keeps rows. Every backend promises:
 - Reads take a namespace filter and never return rows outside it.
 - `generation()` changes whenever any record changes, so callers may cache derived
   data (the key matrix) and know when it is stale, even across processes and replicas.
+- Each record has at most one index row (`IndexEntry`: the body lexical recall matches, the
+  vector dense recall compares), written in the transaction that writes the record and gone
+  with it; lexical search reads a persistent index, never one rebuilt per query.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from r3mem.store.filters import RecallFilter
+from r3mem.store.index import IndexEntry
 from r3mem.store.namespace import Namespace
 from r3mem.store.record import Record
 
@@ -58,8 +64,9 @@ class StoreBackend(ABC):
         return self.url
 
     @abstractmethod
-    def insert(self, records: list[Record], op: str = "add") -> None:
-        """Add new records (ids must be unused) with one `op` event each."""
+    def insert(self, records: list[Record], op: str = "add", index: list[IndexEntry] | None = None) -> None:
+        """Add new records (ids must be unused) with one `op` event each, and their index rows
+        (`index`; a text record without an entry is indexed by its text, unembedded)."""
 
     @abstractmethod
     def get(self, record_id: str, namespace: Namespace) -> Record | None:
@@ -79,16 +86,41 @@ class StoreBackend(ABC):
         """Which of `ids` the store holds, in any namespace (ids are random: this reveals nothing)."""
 
     @abstractmethod
-    def keys(self, namespace: Namespace, level: str | None = None) -> tuple[list[str], np.ndarray]:
+    def keys(self, namespace: Namespace, level: str | None = None,
+             flt: RecallFilter | None = None) -> tuple[list[str], np.ndarray]:
         """Ids and (N, d) float32 retrieval keys of the records inside `namespace`."""
+
+    @abstractmethod
+    def lexical(self, query: str, namespace: Namespace, level: str | None = None,
+                flt: RecallFilter | None = None, k: int = 50) -> list[tuple[str, float]]:
+        """Up to `k` (id, score) from the lexical index, best first (scores are the engine's own)."""
+
+    @abstractmethod
+    def vectors(self, namespace: Namespace, level: str | None, flt: RecallFilter | None,
+                embedder: str) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+        """Ids and vectors `embedder` wrote for indexed records in scope, and (id, body) of the rest."""
+
+    @abstractmethod
+    def set_vectors(self, entries: list[IndexEntry]) -> None:
+        """Write the entries' vectors into existing index rows."""
+
+    @abstractmethod
+    def unindexed(self, namespace: Namespace) -> Iterator[list[Record]]:
+        """Batches of the records inside `namespace` without an index row."""
+
+    @abstractmethod
+    def add_index(self, entries: list[IndexEntry]) -> None:
+        """Index rows for records that have none; entries of vanished records are skipped."""
 
     @abstractmethod
     def texts(self, namespace: Namespace, level: str | None = None) -> tuple[list[str], list[str]]:
         """Ids and stored texts of the records inside `namespace` that kept their text."""
 
     @abstractmethod
-    def replace(self, record: Record, detail: dict, descendants: list[Record] | None = None) -> None:
-        """Overwrite an existing record (same id) and log an `update` event with `detail`.
+    def replace(self, record: Record, detail: dict, descendants: list[Record] | None = None,
+                index: list[IndexEntry] | None = None) -> None:
+        """Overwrite an existing record (same id) and log an `update` event with `detail`; a new
+        text (`text_after` in `detail`) or an entry in `index` replaces its index row.
 
         With `descendants`, the record's old subtree is deleted and these records take its
         place, in the same transaction (a re-written text gets a new hierarchy).

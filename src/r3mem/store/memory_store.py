@@ -21,18 +21,23 @@ from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, che
 from r3mem.errors import CheckpointMismatch, DuplicateRecord, InvalidInput, RecordNotFound
 from r3mem.store import archive
 from r3mem.store.backend import Event, StoreBackend
+from r3mem.store.dense import DenseIndex, top
+from r3mem.store.embedder import Embedder, default_embedder
 from r3mem.store.encoder import RecordEncoder, Unit, document_units, message_units
+from r3mem.store.filters import RecallFilter
+from r3mem.store.fusion import DEFAULT_FUSION, Fusion, fuse, rrf
+from r3mem.store.indexing import entries
 from r3mem.store.location import open_backend
 from r3mem.store.namespace import Namespace
 from r3mem.store.recall import (
+    DEFAULT_METHOD,
     EXACT_LIMIT,
+    MODEL_METHODS,
     SHORTLIST,
     KeyCache,
-    bm25_ranking,
     by_key,
     check_method,
     query_likelihood,
-    rrf,
 )
 from r3mem.store.record import LEVELS, Record
 
@@ -92,12 +97,22 @@ class MemoryStore:
     """Add, recall, ask, get, update, delete, history, export, import and stats, per namespace."""
 
     def __init__(self, backend: StoreBackend, model: R3Mem | Callable[[], R3Mem] | None = None,
-                 ratio: float = 4, memory_dtype: str = "float16") -> None:
+                 ratio: float = 4, memory_dtype: str = "float16",
+                 embedder: Embedder | Callable[[], Embedder] | None = None, fusion: Fusion = DEFAULT_FUSION) -> None:
+        """`embedder` (or a factory for one) writes and compares dense vectors (default: the
+        packaged MiniLM, loaded on first use); `fusion` weighs the default recall."""
         self.backend = backend
         self._model = model
         self._encoder: RecordEncoder | None = None
         self.ratio, self.memory_dtype = ratio, memory_dtype
         self.keys = KeyCache(backend)
+        if embedder is None:
+            embedder = default_embedder
+        elif hasattr(embedder, "encode"):
+            embedder = (lambda given: lambda: given)(embedder)
+        self.dense = DenseIndex(backend, embedder)  # type: ignore[arg-type]
+        self.fusion = fusion
+        self._indexed: set[Namespace] = set()  # namespaces whose unindexed records were looked for
 
     @classmethod
     def open(cls, url: str | None = None, model: R3Mem | Callable[[], R3Mem] | None = None, **kwargs) -> MemoryStore:
@@ -134,8 +149,12 @@ class MemoryStore:
             for unit in units:
                 _check_text(unit.text, "message")
         records = self.encoder.records(units, namespace, metadata, store_text)
-        self.backend.insert(records)
+        self.backend.insert(records, index=self._entries(records))
         return records
+
+    def _entries(self, records: builtins.list[Record]):
+        """Index entries for new records, embedded in one batch (memory-only ones read back by the model)."""
+        return entries(records, self.dense.embedder, self.encoder.r3)
 
     def update(self, record_id: str, namespace: Namespace, text: str | None = None,
                metadata: dict | None = None) -> Record:
@@ -162,7 +181,8 @@ class MemoryStore:
                     child.checksum = child.compute_checksum()
             new = root.changed(id=old.id, level=old.level, parent_id=old.parent_id, created_at=old.created_at)
             detail.update(text_before=old.text, text_after=new.text)
-        self.backend.replace(new, detail, descendants)
+        index = self._entries([new, *descendants]) if text is not None and descendants is not None else None
+        self.backend.replace(new, detail, descendants, index)
         return new
 
     def delete(self, record_id: str, namespace: Namespace) -> list[str]:
@@ -216,10 +236,14 @@ class MemoryStore:
             raise InvalidInput(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
 
     def recall(self, query: str, namespace: Namespace, top_k: int = 5, level: str | None = None,
-               method: str = "memory", beams: int = DEFAULT_BEAMS,
-               samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> builtins.list[Hit]:
+               method: str = DEFAULT_METHOD, beams: int = DEFAULT_BEAMS,
+               samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE,
+               filters: RecallFilter | None = None, min_score: float | None = None) -> builtins.list[Hit]:
         """The `top_k` records inside `namespace` most relevant to `query`, best first.
 
+        `method` is one of `r3mem.store.recall.METHODS` (default `fused`). `filters` narrows by
+        metadata and creation time inside the database query; `min_score` drops hits scored below
+        it (the `fused` score estimates P(evidence), so a query nothing stored answers gets []).
         `beams` only matters for memory-only records, whose text is reconstructed: fewer
         beams answer sooner (1 is greedy, several times faster), more slip less; `samples`
         adds candidates chosen among by cycle consistency, at about a greedy expansion's cost each;
@@ -233,15 +257,14 @@ class MemoryStore:
         check_guidance(guidance)
         if not isinstance(top_k, int) or not 1 <= top_k <= 100:
             raise InvalidInput("top_k must be an integer from 1 to 100")
-        if method == "bm25":
-            ranked = bm25_ranking(self.backend, namespace, level, query, top_k)
-        else:
-            self._refuse_foreign(namespace)
-            ranked = self._rank_by_memory(query, namespace, level, top_k, exact=method != "key")
-            if method == "hybrid":
-                lexical = bm25_ranking(self.backend, namespace, level, query, SHORTLIST)
-                ranked = rrf([i for i, _ in ranked], [i for i, _ in lexical])[:top_k]
-        records = {r.id: r for r in self.backend.fetch([i for i, _ in ranked], namespace)}
+        if filters is not None and not isinstance(filters, RecallFilter):
+            raise InvalidInput("filters must be a RecallFilter (RecallFilter.of(metadata=..., since=..., until=...))")
+        if min_score is not None and not isinstance(min_score, int | float):
+            raise InvalidInput("min_score must be a number")
+        ranked = self._ranked(query, namespace, level, filters, method, top_k)
+        if min_score is not None:
+            ranked = [(i, score) for i, score in ranked if score >= min_score]
+        records = {r.id: r for r in self.backend.fetch([i for i, _ in ranked[:top_k]], namespace)}
         hits = []
         for record_id, score in ranked[:top_k]:
             if record_id in records:
@@ -249,6 +272,46 @@ class MemoryStore:
                 text, source = self.text_of(records[record_id], beams, samples, guidance)
                 hits.append(Hit(records[record_id], float(score), text, source))
         return hits
+
+    def _ranked(self, query: str, namespace: Namespace, level: str | None, flt: RecallFilter | None,
+                method: str, top_k: int) -> builtins.list[tuple[str, float]]:
+        if method in MODEL_METHODS:
+            self._refuse_foreign(namespace)
+            ranked = self._rank_by_memory(query, namespace, level, flt, top_k, exact=method != "key")
+            if method == "hybrid":
+                lexical = self.backend.lexical(query, namespace, level, flt, SHORTLIST)
+                ranked = rrf([i for i, _ in ranked], [i for i, _ in lexical])
+            return ranked[:top_k]
+        self._index_stragglers(namespace)
+        if method == "bm25":
+            return self.backend.lexical(query, namespace, level, flt, top_k)
+        depth = max(top_k, self.fusion.depth)
+        ids, cosines = self.dense.similarities(query, namespace, level, flt)
+        dense = top(ids, cosines, depth if method != "dense" else top_k)
+        if method == "dense":
+            return dense
+        lexical = self.backend.lexical(query, namespace, level, flt, depth)
+        if method == "bm25_dense":
+            return rrf([i for i, _ in lexical], [i for i, _ in dense])[:top_k]
+        keys = self._key_similarities(query, namespace, level, flt) if self.fusion.key else None
+        return fuse(self.fusion, ids, cosines, lexical, dense, keys)[:top_k]
+
+    def _key_similarities(self, query: str, namespace: Namespace, level: str | None,
+                          flt: RecallFilter | None) -> dict[str, float]:
+        """The memory key's cosine per record: the hook a retrieval-trained key plugs into."""
+        self._refuse_foreign(namespace)
+        ids, keys = self.keys.get(namespace, level, flt)
+        return dict(zip(ids, by_key(keys, self.encoder.query_key(query)).tolist(), strict=True)) if ids else {}
+
+    def _index_stragglers(self, namespace: Namespace) -> None:
+        """Index records written without an index row (memory-only ones imported, or from before
+        the index), once per namespace and store; the model loads only if one needs reading back."""
+        if namespace in self._indexed:
+            return
+        for batch in self.backend.unindexed(namespace):
+            r3 = self.encoder.r3 if any(r.text is None for r in batch) else None
+            self.backend.add_index(entries(batch, self.dense.embedder, r3))
+        self._indexed.add(namespace)
 
     def _refuse_foreign(self, namespace: Namespace) -> None:
         r3 = self.encoder.r3
@@ -259,9 +322,9 @@ class MemoryStore:
                 f"one ({r3.checkpoint_fingerprint}); load that checkpoint, or delete and re-add them"
             )
 
-    def _rank_by_memory(self, query: str, namespace: Namespace, level: str | None, top_k: int,
-                        exact: bool) -> builtins.list[tuple[str, float]]:
-        ids, keys = self.keys.get(namespace, level)
+    def _rank_by_memory(self, query: str, namespace: Namespace, level: str | None, flt: RecallFilter | None,
+                        top_k: int, exact: bool) -> builtins.list[tuple[str, float]]:
+        ids, keys = self.keys.get(namespace, level, flt)
         if not ids:
             return []
         similarity = by_key(keys, self.encoder.query_key(query))
@@ -275,7 +338,7 @@ class MemoryStore:
         ranked = sorted(zip((r.id for r in candidates), scores, strict=True), key=lambda kv: -kv[1])
         return ranked[: max(top_k, SHORTLIST)]
 
-    def ask(self, question: str, namespace: Namespace, top_k: int = 3, method: str = "memory",
+    def ask(self, question: str, namespace: Namespace, top_k: int = 3, method: str = DEFAULT_METHOD,
             beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> Answer:
         """Answer from the default instruct model, reading the recalled records' texts."""
         from r3mem.reader import answer_from_text
@@ -317,5 +380,6 @@ class MemoryStore:
         if present:
             raise DuplicateRecord(f"{len(present)} record(s) of the archive are already in the store "
                                   f"(e.g. {present[0]}); delete them first or import elsewhere")
-        self.backend.insert(records, op="import")
+        loaded = self._encoder.r3 if self._encoder is not None else None  # else memory-only ones wait for recall
+        self.backend.insert(records, op="import", index=entries(records, self.dense.embedder, loaded))
         return len(records)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import psycopg
 
 from r3mem.errors import StoreError
+from r3mem.store.lexical import POSTGRES_DDL, POSTGRES_SEARCH, websearch_text
 from r3mem.store.sql import Query, SQLBackend, schema
 
 _CONNECT_TIMEOUT_S = 10
@@ -19,12 +20,23 @@ _SCHEMA_LOCK = 7_370_221  # advisory lock id: replicas starting together create 
 
 
 class PostgresBackend(SQLBackend):
+    _search_sql = POSTGRES_SEARCH
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
         with self._tx(write=True) as q:
             q(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
-            for statement in schema(blob="BYTEA", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"):
+            for statement in schema(blob="BYTEA", serial="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY") \
+                    + POSTGRES_DDL:
                 q(statement)
+            self._migrate_index(q)
+
+    def _match(self, words: list[str]) -> str:
+        return websearch_text(words)
+
+    def _metadata_equals(self, column: str, key: str) -> tuple[str, str]:
+        # jsonb equality: 1 = 1.0, key order irrelevant; the metadata column is JSON text
+        return f"({column}::jsonb -> ?) = ?::jsonb", key
 
     def _connect(self) -> psycopg.Connection:
         try:

@@ -1,11 +1,17 @@
-"""Ranking stored records for a query: by memory, by key, by BM25, or a hybrid of them.
+"""Recall methods, and the memory-based rankers among them.
 
-- `memory` (default): exact query likelihood, -mean NLL of the query under each record's
-  memory, for every record when the namespace is small, else for a shortlist picked by
-  key similarity (the reversible memory itself is the relevance judge).
-- `key`: cosine similarity of retrieval keys only; one matrix product, for large stores.
-- `bm25`: lexical, over the records that kept their text.
+- `fused` (default): calibrated fusion of the lexical index and dense vectors
+  (`r3mem.store.fusion`); its score estimates P(evidence), so `min_score` is one threshold
+  for every query.
+- `bm25`: the persistent lexical index (SQLite FTS5 bm25, PostgreSQL ts_rank_cd).
+- `dense`: cosine similarity of MiniLM vectors stored beside each record (`r3mem.store.dense`).
+- `bm25_dense`: reciprocal-rank fusion of `bm25` and `dense`.
+- `memory`: exact query likelihood, -mean NLL of the query under each record's memory, for
+  every record when the namespace is small, else for a shortlist picked by key similarity.
+- `key`: cosine similarity of the memory's retrieval keys only; one matrix product.
 - `hybrid`: reciprocal-rank fusion of `memory` and `bm25`.
+
+Which is the default, and why, is measured in docs/results.md (LoCoMo).
 """
 
 from __future__ import annotations
@@ -16,17 +22,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from r3mem.bm25 import BM25Retriever
 from r3mem.errors import InvalidInput
 from r3mem.store.backend import StoreBackend
 from r3mem.store.encoder import RecordEncoder
+from r3mem.store.filters import RecallFilter
 from r3mem.store.namespace import Namespace
 
-METHODS = ("memory", "key", "bm25", "hybrid")
+METHODS = ("fused", "bm25", "dense", "bm25_dense", "memory", "key", "hybrid")
+DEFAULT_METHOD = "fused"
+MODEL_METHODS = ("memory", "key", "hybrid")  # those that run the memory model on the query
 EXACT_LIMIT = 64  # up to this many records, query likelihood scores all of them
 SHORTLIST = 24  # beyond it, the key shortlist that query likelihood re-ranks (~1 s on 2 CPU cores)
 _SCORE_BATCH = 32
-_RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al., 2009)
 
 
 class KeyCache:
@@ -37,14 +44,15 @@ class KeyCache:
         self._cache: dict[tuple, tuple[int, list[str], np.ndarray]] = {}
         self._lock = threading.Lock()
 
-    def get(self, namespace: Namespace, level: str | None) -> tuple[list[str], np.ndarray]:
+    def get(self, namespace: Namespace, level: str | None,
+            flt: RecallFilter | None = None) -> tuple[list[str], np.ndarray]:
         generation = self.backend.generation()
-        slot = (namespace, level)
+        slot = (namespace, level, flt)
         with self._lock:
             hit = self._cache.get(slot)
         if hit is not None and hit[0] == generation:
             return hit[1], hit[2]
-        ids, keys = self.backend.keys(namespace, level)
+        ids, keys = self.backend.keys(namespace, level, flt)
         with self._lock:
             if len(self._cache) > 64:  # bound memory: namespaces come and go
                 self._cache.clear()
@@ -78,22 +86,6 @@ def query_likelihood(encoder: RecordEncoder, memories: list[torch.Tensor], query
             for i, score in zip(batch, (-nll.view(len(batch), -1).mean(1)).tolist(), strict=True):
                 scores[i] = score
     return scores
-
-
-def rrf(*rankings: list[str]) -> list[tuple[str, float]]:
-    """Reciprocal-rank fusion of several best-first id lists."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, record_id in enumerate(ranking):
-            scores[record_id] = scores.get(record_id, 0.0) + 1.0 / (_RRF_K + rank + 1)
-    return sorted(scores.items(), key=lambda kv: -kv[1])
-
-
-def bm25_ranking(backend: StoreBackend, namespace: Namespace, level: str | None, query: str,
-                 k: int) -> list[tuple[str, float]]:
-    ids, texts = backend.texts(namespace, level)
-    hits = BM25Retriever(texts).search(query, k)
-    return [(ids[i], score) for i, score in hits if score > 0]
 
 
 def check_method(method: str) -> None:

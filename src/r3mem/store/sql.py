@@ -19,8 +19,12 @@ import numpy as np
 
 from r3mem.errors import StoreError
 from r3mem.store.backend import ApiKey, Event, StoreBackend
+from r3mem.store.filters import RecallFilter
+from r3mem.store.filters import where_sql as _where
+from r3mem.store.index import IndexEntry
 from r3mem.store.namespace import Namespace
 from r3mem.store.record import Record, decode_key
+from r3mem.store.sql_search import SearchQueries
 
 COLUMNS = (
     "id", "user_id", "agent_id", "session_id", "level", "parent_id", "memory", "memory_dtype", "memory_shape",
@@ -70,19 +74,7 @@ def _record(row) -> Record:
         raise StoreError(f"record {values.get('id')}: unreadable row ({exc})") from exc
 
 
-def _where(namespace: Namespace, level: str | None = None, prefix: str = "") -> tuple[str, list]:
-    """SQL condition and params selecting rows inside `namespace` (a filter: unset fields match all)."""
-    clauses, params = [], []
-    for name, value in namespace.set_fields().items():
-        clauses.append(f"{prefix}{name}_id = ?")
-        params.append(value)
-    if level is not None:
-        clauses.append(f"{prefix}level = ?")
-        params.append(level)
-    return " AND ".join(clauses), params
-
-
-class SQLBackend(StoreBackend):
+class SQLBackend(SearchQueries, StoreBackend):
     """Portable SQL over a per-thread connection; subclasses add the driver specifics."""
 
     def __init__(self, url: str) -> None:
@@ -141,18 +133,30 @@ class SQLBackend(StoreBackend):
     def _bump(q: Query) -> None:
         q("UPDATE meta SET generation = generation + 1 WHERE name = 'store'")
 
-    def insert(self, records: list[Record], op: str = "add") -> None:
+    def insert(self, records: list[Record], op: str = "add", index: list[IndexEntry] | None = None) -> None:
         if not records:
             return
         with self._tx(write=True) as q:
-            self._insert_rows(q, records, op)
+            self._insert_rows(q, records, op, index)
             self._bump(q)
 
-    def _insert_rows(self, q: Query, records: list[Record], op: str) -> None:
+    def _insert_rows(self, q: Query, records: list[Record], op: str, index: list[IndexEntry] | None) -> None:
         sql = f"INSERT INTO records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        entries = {e.record_id: e for e in index or []}
         for record in records:
             q(sql, _row(record))
             self._event(q, record, op, {"level": record.level, "checksum": record.checksum})
+            self._index_row(q, record, entries.get(record.id))
+
+    @staticmethod
+    def _index_row(q: Query, record: Record, entry: IndexEntry | None) -> None:
+        """The record's index row: `entry`, else its text unembedded (a memory-only record without
+        an entry waits for `MemoryStore` to read its memory back)."""
+        if entry is None and record.text is not None:
+            entry = IndexEntry(record.id, record.text, "text")
+        if entry is not None:
+            q("INSERT INTO record_index (record_id, body, source, embedder, vector) VALUES (?, ?, ?, ?, ?)",
+              (entry.record_id, entry.body, entry.source, entry.embedder, entry.vector))
 
     @staticmethod
     def _subtree(q: Query, record_id: str, namespace: Namespace) -> list[str]:
@@ -164,16 +168,21 @@ class SQLBackend(StoreBackend):
         )
         return [row[0] for row in q(tree + "SELECT id FROM sub ORDER BY depth", (record_id, *params)).fetchall()]
 
-    def replace(self, record: Record, detail: dict, descendants: list[Record] | None = None) -> None:
+    def replace(self, record: Record, detail: dict, descendants: list[Record] | None = None,
+                index: list[IndexEntry] | None = None) -> None:
         assignments = ", ".join(f"{c} = ?" for c in COLUMNS[1:])
+        entries = {e.record_id: e for e in index or []}
         with self._tx(write=True) as q:
             cur = q(f"UPDATE records SET {assignments} WHERE id = ?", (*_row(record)[1:], record.id))
             if cur.rowcount != 1:
                 raise StoreError(f"record {record.id} vanished during update")
             self._event(q, record, "update", {**detail, "checksum": record.checksum})
+            if record.id in entries or "text_after" in detail:  # a new text: the old index row is stale
+                q("DELETE FROM record_index WHERE record_id = ?", (record.id,))
+                self._index_row(q, record, entries.get(record.id))
             if descendants is not None:
                 self._delete_ids(q, self._subtree(q, record.id, record.namespace)[1:])
-                self._insert_rows(q, descendants, "add")
+                self._insert_rows(q, descendants, "add", index)
             self._bump(q)
 
     def delete(self, record_id: str, namespace: Namespace) -> list[str]:
@@ -232,6 +241,18 @@ class SQLBackend(StoreBackend):
                 found += [row[0] for row in q(f"SELECT id FROM records WHERE id IN ({marks})", chunk).fetchall()]
         return found
 
+    def unindexed(self, namespace: Namespace) -> Iterator[list[Record]]:
+        """Batches of the records in `namespace` that have no index row yet (memory-only, mostly)."""
+        where, params = _where(namespace, prefix="r.")
+        with self._tx() as q:
+            ids = [r[0] for r in q(f"SELECT r.id FROM records r WHERE {where} AND NOT EXISTS "
+                                   "(SELECT 1 FROM record_index i WHERE i.record_id = r.id)", params).fetchall()]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            with self._tx() as q:
+                rows = q(f"{_SELECT} WHERE id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+            yield [_record(row) for row in rows]
+
     def find(self, namespace: Namespace, level: str | None = None, limit: int | None = None,
              offset: int = 0) -> list[Record]:
         where, params = _where(namespace, level)
@@ -240,8 +261,9 @@ class SQLBackend(StoreBackend):
             rows = q(f"{_SELECT} WHERE {where} ORDER BY created_at, id{page}", params).fetchall()
         return [_record(row) for row in rows]
 
-    def keys(self, namespace: Namespace, level: str | None = None) -> tuple[list[str], np.ndarray]:
-        where, params = _where(namespace, level)
+    def keys(self, namespace: Namespace, level: str | None = None,
+             flt: RecallFilter | None = None) -> tuple[list[str], np.ndarray]:
+        where, params = _where(namespace, level, "", flt, self._metadata_equals)
         with self._tx() as q:
             rows = q(f"SELECT id, key FROM records WHERE {where} ORDER BY created_at, id", params).fetchall()
         if not rows:
@@ -349,6 +371,11 @@ def schema(blob: str, serial: str) -> list[str]:
             key_hash TEXT PRIMARY KEY, user_id TEXT, agent_id TEXT, session_id TEXT,
             label TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL)""",
         "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, generation BIGINT NOT NULL)",
+        # What recall searches, one row per record (r3mem.store.index); the cascade removes it
+        # with its record in the same statement, so the index never names a deleted record.
+        f"""CREATE TABLE IF NOT EXISTS record_index (
+            doc {serial}, record_id TEXT NOT NULL UNIQUE REFERENCES records (id) ON DELETE CASCADE,
+            source TEXT NOT NULL, embedder TEXT, vector {blob}, body TEXT NOT NULL)""",
         "INSERT INTO meta (name, generation) SELECT 'store', 0 "
         "WHERE NOT EXISTS (SELECT 1 FROM meta WHERE name = 'store')",
     ]

@@ -12,12 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from r3mem.errors import StoreError
+from r3mem.store.lexical import SQLITE_DDL, SQLITE_SEARCH, fts5_match
 from r3mem.store.sql import Query, SQLBackend, schema
 
 _BUSY_TIMEOUT_MS = 30_000  # concurrent writers queue on the file lock instead of failing
 
 
 class SQLiteBackend(SQLBackend):
+    _search_sql = SQLITE_SEARCH
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         super().__init__(f"sqlite:///{self.path}")
@@ -26,8 +29,16 @@ class SQLiteBackend(SQLBackend):
         except OSError as exc:
             raise StoreError(f"cannot create the store directory {self.path.parent}: {exc.strerror}") from exc
         with self._tx(write=True) as q:
-            for statement in schema(blob="BLOB", serial="INTEGER PRIMARY KEY AUTOINCREMENT"):
+            for statement in schema(blob="BLOB", serial="INTEGER PRIMARY KEY AUTOINCREMENT") + SQLITE_DDL:
                 q(statement)
+            self._migrate_index(q)
+
+    def _match(self, words: list[str]) -> str:
+        return fts5_match(words)
+
+    def _metadata_equals(self, column: str, key: str) -> tuple[str, str]:
+        # `->` gives the value's minified JSON text, compared with the filter value's JSON text
+        return f"({column} -> ?) = ?", f'$."{key}"'
 
     def _connect(self) -> sqlite3.Connection:
         try:

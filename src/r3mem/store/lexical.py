@@ -1,0 +1,84 @@
+"""The lexical index: SQLite FTS5 (`bm25()`) and PostgreSQL full-text search (tsvector + GIN).
+
+Both index `record_index.body` (`r3mem.store.index`) and are kept by the database itself in the
+transaction that writes the row: FTS5 through triggers on `record_index`, PostgreSQL through a
+generated `tsvector` column. Nothing is rebuilt per query. SQLite stems with Porter; PostgreSQL
+uses its `english` configuration (stemming and stop words), and the query side drops the same
+kind of stop words on SQLite, so question words ("what", "did") do not match every record.
+
+Scores differ between the engines: SQLite's is BM25; PostgreSQL's is cover density without
+length normalisation (`ts_rank_cd(..., 0)`: normalising by length let a one-word entity outrank
+the sentence holding every query word) and without inverse document frequency, which its
+full-text search does not keep. So fused recall uses the lexical *rank*, not the score
+(`r3mem.store.fusion`), and LoCoMo figures are measured on SQLite. Collection statistics (document
+frequencies) are those of the whole store, not of one namespace: the usual choice of a shared
+index, and it lets a namespace's scores move slightly when another namespace grows.
+"""
+
+from __future__ import annotations
+
+from r3mem.bm25 import words
+
+# A short English stop list (PostgreSQL's `english` drops these and more): words that match
+# nearly every record add time, not ranking.
+STOP_WORDS = frozenset((
+    "a", "about", "after", "again", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "before",
+    "being", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few",
+    "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him",
+    "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most",
+    "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours",
+    "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their",
+    "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too",
+    "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who",
+    "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself",
+))
+MAX_TERMS = 32  # a longer query is cut: each term is one posting list to merge
+
+SQLITE_DDL = [
+    """CREATE VIRTUAL TABLE IF NOT EXISTS record_fts USING fts5(
+        body, content='record_index', content_rowid='doc', tokenize='porter unicode61 remove_diacritics 2')""",
+    """CREATE TRIGGER IF NOT EXISTS record_index_ai AFTER INSERT ON record_index BEGIN
+        INSERT INTO record_fts (rowid, body) VALUES (new.doc, new.body); END""",
+    """CREATE TRIGGER IF NOT EXISTS record_index_ad AFTER DELETE ON record_index BEGIN
+        INSERT INTO record_fts (record_fts, rowid, body) VALUES ('delete', old.doc, old.body); END""",
+    """CREATE TRIGGER IF NOT EXISTS record_index_au AFTER UPDATE OF body ON record_index BEGIN
+        INSERT INTO record_fts (record_fts, rowid, body) VALUES ('delete', old.doc, old.body);
+        INSERT INTO record_fts (rowid, body) VALUES (new.doc, new.body); END""",
+]
+POSTGRES_DDL = [
+    "ALTER TABLE record_index ADD COLUMN IF NOT EXISTS tsv tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('english', body)) STORED",
+    "CREATE INDEX IF NOT EXISTS record_index_tsv ON record_index USING GIN (tsv)",
+]
+
+# {where} is the records filter (alias r); the first parameter is the query, the last the limit
+SQLITE_SEARCH = (
+    "SELECT i.record_id, -bm25(record_fts) AS s FROM record_fts "
+    "JOIN record_index i ON i.doc = record_fts.rowid JOIN records r ON r.id = i.record_id "
+    "WHERE record_fts MATCH ? AND {where} ORDER BY s DESC, i.doc LIMIT ?"
+)
+POSTGRES_SEARCH = (
+    "SELECT i.record_id, ts_rank_cd(i.tsv, q.query, 0) AS s "
+    "FROM record_index i JOIN records r ON r.id = i.record_id, "
+    "websearch_to_tsquery('english', ?) AS q(query) "
+    "WHERE i.tsv @@ q.query AND {where} ORDER BY s DESC, i.doc LIMIT ?"
+)
+
+
+def terms(query: str) -> list[str]:
+    """The query's distinct content words, in order (lowercase `\\w+` runs, stop words out)."""
+    seen: dict[str, None] = {}
+    for word in words(query):
+        if word not in STOP_WORDS:
+            seen.setdefault(word, None)
+    return list(seen)[:MAX_TERMS]
+
+
+def fts5_match(words_: list[str]) -> str:
+    """An FTS5 MATCH expression: any of the words (each quoted, so none is read as syntax)."""
+    return " OR ".join(f'"{w}"' for w in words_)
+
+
+def websearch_text(words_: list[str]) -> str:
+    """PostgreSQL `websearch_to_tsquery` input: any of the words (it never raises on any input)."""
+    return " or ".join(words_)
