@@ -40,7 +40,8 @@ def shipped(tmp_path, tiny_model_dir, monkeypatch):
     # the floors' ratio on a wider sample than the table's
     assert cli_main(["eval", "reconstruct", *common, "--limit", "4", "--ratios", "4", "--methods", "r3mem",
                      "--beams", "2", "--json", str(out / "eval" / "reconstruct-floors.json")]) == 0
-    assert cli_main(["eval", "perplexity", *common, "--limit", "2", "--history", "16,32", "--stride", "16",
+    assert cli_main(["eval", "perplexity", *common, "--limit", "2", "--history", "32,64", "--stride", "16",
+                     "--window", "24", "--memory-tokens", "8", "--full-window", "48",
                      "--json", str(out / "eval" / "perplexity.json")]) == 0
     return run, out
 
@@ -71,8 +72,8 @@ def test_card_reports_every_figure_with_its_command(shipped, tmp_path):
     assert (at4["evaluation"], at8["evaluation"]) == ("reconstruct-floors", "reconstruct")
     lo, hi = at4["interval_95"]
     assert lo <= at4["measured"] <= hi and at4["clear_of_noise"] is False
-    gain = metrics["perplexity"]["32"]
-    assert gain["targets"] == 2 and "memory_gain_2se" in gain
+    gain = metrics["perplexity"]["64"]
+    assert gain["targets"] == 2 and len(gain["ci95"]) == 2 and "window" in gain
     assert set(metrics["ablations"]) == {"full", "no-cyc"}
     assert [row["step"] for row in metrics["ablations"]["no-cyc"]] == [2]
     first = metrics["ablations"]["full"][0]

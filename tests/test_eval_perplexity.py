@@ -1,14 +1,19 @@
-"""`r3mem eval perplexity` on the tiny model: shape, sanity, and what each method sees."""
+"""`r3mem eval perplexity` on the tiny model: equal budgets, same tokens, paired intervals."""
 
 import json
 import math
 
 import pytest
+import torch
 from tests.conftest import CORPUS
 
 from r3mem import cli
+from r3mem.context_lm import context_vectors, target_nll, write_snapshots
+from r3mem.context_memory import block_sizes, pack_blocks
 from r3mem.errors import InvalidInput
 from r3mem.eval import perplexity
+
+SMALL = ["--window", "24", "--memory-tokens", "8", "--full-window", "48", "--stride", "40"]
 
 
 @pytest.fixture
@@ -18,54 +23,76 @@ def book(tmp_path):
     return path
 
 
-def test_rows_and_json_shape(tiny, book, tmp_path, monkeypatch):
+def test_rows_json_and_paired_interval(tiny, book, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "_load", lambda args: tiny)
     out = tmp_path / "ppl.json"
-    code = cli.main(["eval", "perplexity", "--data", str(book), "--history", "32,64,all", "--limit", "2",
-                     "--stride", "40", "--json", str(out), "--plot", str(tmp_path / "ppl.png")])
+    code = cli.main(["eval", "perplexity", "--data", str(book), "--history", "32,64,all", "--limit", "3",
+                     *SMALL, "--json", str(out), "--plot", str(tmp_path / "ppl.png")])
     assert code == 0
+    assert "memory - window" in capsys.readouterr().out
     result = json.loads(out.read_text())
-    assert {"task", "data", "checkpoint", "model", "rows"} <= set(result) and result["task"] == "perplexity"
-    methods = {"no_context", "memory", "truncated", "full_context"}
+    assert result["task"] == "perplexity" and result["window"] == 24 and result["memory_tokens"] == 8
     for history in ("32", "64", "all"):
         rows = {r["method"]: r for r in result["rows"] if r["history"] == history}
-        assert set(rows) == methods
-        assert all(math.isfinite(r["ppl"]) and r["ppl"] > 1 and r["n"] == 2 for r in rows.values())
-        assert rows["no_context"]["context_tokens"] == 0
-        assert rows["memory"]["context_tokens"] == rows["truncated"]["context_tokens"] == 4  # 16 / ratio 4
-    fixed = {r["method"]: r for r in result["rows"] if r["history"] == "64"}
-    assert fixed["full_context"]["context_tokens"] == fixed["full_context"]["history_tokens"] == 64
+        assert set(rows) == {"no_context", "window", "memory", "full_context"}
+        assert all(math.isfinite(r["ppl"]) and r["ppl"] > 1 and r["n"] == 3 for r in rows.values())
+        assert rows["window"]["context_positions"] == rows["memory"]["context_positions"] == 24
+        assert rows["no_context"]["context_positions"] == 0
+    delta = {d["history"]: d for d in result["memory_minus_window"]}
+    for history, d in delta.items():
+        mem = result["nll_per_target"][f"{history}/memory"]
+        win = result["nll_per_target"][f"{history}/window"]
+        assert d["memory_minus_window_nats"] == pytest.approx(sum(mem) / 3 - sum(win) / 3, abs=1e-4)
+        assert d["ci95_low"] <= d["memory_minus_window_nats"] <= d["ci95_high"]
     assert (tmp_path / "ppl.png").stat().st_size > 1000
 
 
-def test_every_method_scores_the_same_tokens(tiny, monkeypatch):
-    seen: list[tuple[int, int]] = []
-    real = perplexity.base_nll
-
-    def spy(r3, context, target):
-        total, count = real(r3, context, target)
-        seen.append((len(context), count))
-        return total, count
-
-    monkeypatch.setattr(perplexity, "base_nll", spy)
-    target = tiny.tokenize(CORPUS)[:128]
-    _, mem_count = perplexity.memory_nll(tiny, tiny.tokenize(CORPUS)[:40], target, 4)
-    perplexity.base_nll(tiny, [], target)
-    perplexity.base_nll(tiny, [1, 2, 3], target)
-    assert [c for _, c in seen] == [127, 127] and mem_count == 127
-    assert seen[0][0] == 0, "no_context must receive no context"
+def test_memory_depends_only_on_its_history(tiny):
+    """The memory of a 32-token history must not see what lies before it."""
+    ids = tiny.tokenize(CORPUS)
+    a = write_snapshots(tiny.network, [ids[100:132]], 8, 16)
+    b = write_snapshots(tiny.network, [ids[100:132]], 8, 16)
+    longer = write_snapshots(tiny.network, [ids[84:132]], 8, 16)
+    assert torch.equal(a, b) and a.shape == (1, 2, 8, tiny.network.hidden_size)
+    assert not torch.equal(a[0, -1], longer[0, -1]), "the recurrence carries the older segment"
 
 
-def test_context_changes_base_nll(tiny):
-    target = tiny.tokenize(CORPUS)[200:328]
-    alone, _ = perplexity.base_nll(tiny, [], target)
-    with_ctx, _ = perplexity.base_nll(tiny, tiny.tokenize(CORPUS)[:100], target)
-    assert alone != with_ctx
+def test_budget_holds_for_any_history_length(tiny):
+    dim = tiny.network.hidden_size
+    for n_seg in (1, 3, 8, 9, 40, 500):
+        sizes = block_sizes(n_seg, 8)
+        assert sum(sizes) == n_seg and len(sizes) <= 8
+        assert sizes[-2:] == [1, 1][: len(sizes)] or n_seg < 2
+        vectors, levels = pack_blocks(torch.randn(n_seg, 8, dim), 64)
+        assert vectors.shape[0] <= 64 and vectors.shape == (levels.shape[0], dim)
+    prefix = context_vectors(tiny.network, tiny.context_reader, torch.randn(500, 8, dim), 64)
+    assert prefix.shape == (64, dim)
 
 
-def test_short_book_is_refused(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "_load", lambda args: tiny)
+def test_every_method_scores_the_same_tokens(tiny):
+    ids = tiny.tokenize(CORPUS)
+    target = ids[200:328]
+    prefix = context_vectors(tiny.network, tiny.context_reader,
+                             write_snapshots(tiny.network, [ids[100:180]], 8, 16)[0], 8).unsqueeze(0)
+    alone = target_nll(tiny.network, None, [], target)
+    windowed = target_nll(tiny.network, None, ids[180:200], target)
+    with_memory = target_nll(tiny.network, prefix, ids[184:200], target)
+    assert alone.shape == windowed.shape == with_memory.shape == (127,)
+    assert not torch.equal(alone, windowed) and not torch.equal(windowed, with_memory)
+
+
+def test_short_text_and_bad_budget_are_refused(tiny, tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("A very short book.")
+    parse = cli.build_parser().parse_args
     with pytest.raises(InvalidInput, match="too short"):
-        perplexity.run(cli.build_parser().parse_args(["eval", "perplexity", "--data", str(short)]), tiny)
+        perplexity.run(parse(["eval", "perplexity", "--data", str(short), "--history", "32", *SMALL]), tiny)
+    with pytest.raises(InvalidInput, match="memory-tokens"):
+        perplexity.run(parse(["eval", "perplexity", "--data", str(short), "--window", "8",
+                              "--memory-tokens", "8"]), tiny)
+    with pytest.raises(InvalidInput, match="not a LoCoMo"):
+        perplexity.load_texts(f"{short}#conv-0")
+    convs = tmp_path / "convs.json"
+    convs.write_text('[{"sample_id": "conv-1", "conversation": {}}]')
+    with pytest.raises(InvalidInput, match="no conversation"):
+        perplexity.load_texts(f"{convs}#conv-0")

@@ -36,12 +36,16 @@ def test_an_unmeasured_ratio_is_not_met():
 
 def test_floors_cover_both_ratios_cycle_rows_and_the_perplexity_gain():
     row = {"token_accuracy": 0.95, "token_accuracy_se": 0.001, "n": 128}
-    ppl = {"512": {"memory_gain_nats": 0.1, "memory_gain_2se": 0.2},
-           "all": {"memory_gain_nats": 0.3, "memory_gain_2se": 0.07}}
+    ppl = {"1024": {"memory": 30.0, "memory_minus_window_nats": 0.01, "ci95": [-0.01, 0.03]},
+           "4096": {"memory": 29.5, "memory_minus_window_nats": -0.02, "ci95": [-0.03, -0.01]},
+           "all": {"memory": 29.0, "memory_minus_window_nats": -0.03, "ci95": [-0.05, -0.01]}}
     checks = floors({"4": row, "8": row}, ppl, {"4": row})
     assert set(checks) == {"token_accuracy@4", "token_accuracy@8", "token_accuracy@4 (cycle-consistent)",
-                           "token_accuracy@8 (cycle-consistent)", "memory_beats_no_context"}
-    assert checks["memory_beats_no_context"] == {"gain_nats": 0.3, "two_standard_errors": 0.07, "met": True}
-    assert verdict(checks["memory_beats_no_context"]) == "yes"
+                           "token_accuracy@8 (cycle-consistent)", "memory_beats_window"}
+    assert checks["memory_beats_window"]["met"] and verdict(checks["memory_beats_window"]) == "yes"
+    ppl["4096"]["ci95"] = [-0.03, 0.001]  # an interval reaching 0 is not a win
+    assert not floors({"4": row}, ppl)["memory_beats_window"]["met"]
+    ppl["4096"]["ci95"], ppl["all"]["memory"] = [-0.03, -0.01], 31.0  # a longer past must not hurt
+    assert not floors({"4": row}, ppl)["memory_beats_window"]["met"]
     assert not checks["token_accuracy@8 (cycle-consistent)"]["met"]  # cycle measured at ratio 4 only
     assert "token_accuracy@4 (cycle-consistent)" not in floors({"4": row}, ppl)

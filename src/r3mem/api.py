@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from r3mem.base_model import BaseModel, load_base_model
 from r3mem.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from r3mem.config import MemoryConfig
+from r3mem.context_memory import ContextConfig, ContextReader
 from r3mem.cycle_decoding import expand_consistent
 from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, check_beams, check_guidance, check_samples
 from r3mem.errors import CheckpointMismatch, InvalidInput
@@ -41,9 +42,14 @@ def pick_device(device: str | None) -> torch.device:
 class R3Mem:
     """A memory network bound to its tokenizer, with the identity of what made it."""
 
-    def __init__(self, base: BaseModel, network: MemoryNetwork, checkpoint_fingerprint: str) -> None:
+    def __init__(self, base: BaseModel, network: MemoryNetwork, checkpoint_fingerprint: str,
+                 context_reader: ContextReader | None = None) -> None:
         self.base = base
         self.network = network.eval()
+        # Maps memory into the plain LM's input space for the long-context LM (r3mem.context_lm);
+        # untrained (nearest-token prefix) when the checkpoint has none.
+        reader = context_reader or ContextReader(network.hidden_size, ContextConfig())
+        self.context_reader = reader.to(network.initial_memory.device).eval()
         self.tokenizer = base.tokenizer
         self.checkpoint_fingerprint = checkpoint_fingerprint
 
@@ -86,7 +92,12 @@ class R3Mem:
         network = MemoryNetwork(base.model, config or MemoryConfig())
         if state is not None:
             network.load_trainable_state(state)
-        return cls(base, network.to(pick_device(device)), fingerprint)
+        reader = None
+        if isinstance(checkpoint, Checkpoint) and checkpoint.path is not None:
+            reader = ContextReader.load(checkpoint.path, network.hidden_size)
+        if os.environ.get("R3MEM_CONTEXT_READER"):  # a reader in training, beside the shipped weights
+            reader = ContextReader.load(os.environ["R3MEM_CONTEXT_READER"], network.hidden_size)
+        return cls(base, network.to(pick_device(device)), fingerprint, reader)
 
     @property
     def trained(self) -> bool:

@@ -38,6 +38,7 @@ class Checkpoint:
     base_fingerprint: str
     fingerprint: str
     info: dict[str, Any]
+    path: Path | None = None  # the directory it was read from, for files beside the weights
 
     def require_base(self, fingerprint: str, where: str | Path) -> None:
         """Refuse a base model other than the one these weights were trained on."""
@@ -128,4 +129,4 @@ def read_checkpoint(path: str | Path, expect_fingerprint: str | None = None) -> 
         state = load_file(str(root / WEIGHTS_FILE))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"corrupt checkpoint weights {root / WEIGHTS_FILE}: {exc}") from exc
-    return Checkpoint(config, state, base["name"], base["fingerprint"], fingerprint, meta.get("info", {}))
+    return Checkpoint(config, state, base["name"], base["fingerprint"], fingerprint, meta.get("info", {}), root)

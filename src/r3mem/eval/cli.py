@@ -55,5 +55,7 @@ def run(args: argparse.Namespace, load) -> int:
     argv = spell_out(list(getattr(args, "argv", sys.argv[1:])), pinned)
     result.extra.setdefault("command", "r3mem " + shlex.join(argv))
     print(format_table(result.rows))
+    if hasattr(module, "summary"):
+        print(module.summary(result))
     write_outputs(result, args.json, args.plot, getattr(module, "plot", None))
     return 0

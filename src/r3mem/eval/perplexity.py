@@ -1,121 +1,179 @@
-"""`r3mem eval perplexity`: a book segment's perplexity given its history, four ways.
+"""`r3mem eval perplexity`: long-context LM at an equal context budget.
 
-Every method scores the same tokens: tokens 1..L-1 of a 128-token target segment
-(token 0 is skipped because `no_context` cannot predict it).
+The reader gets `--window W` positions, of which `--memory-tokens k` may be memory. Every
+method scores the same tokens (tokens 1..127 of the 128 after a history; token 0 is skipped
+because `no_context` cannot predict it), with the same frozen base LM as reader:
 
-- `no_context`: the base LM on the target alone.
-- `memory`: the recurrent r3mem memory of the history (m vectors), read by the
-  `continue` marker.
-- `truncated`: the last m raw tokens of the history, the same budget as the memory.
-- `full_context`: the raw history up to the model window, the ceiling.
+- `no_context`: the target alone;
+- `window`: the last W raw tokens of the history (a plain LM with a W-token window);
+- `memory`: the r3mem context memory (at most k vectors, `r3mem.context_lm`) of everything
+  before the last W - k raw tokens, then those W - k raw tokens;
+- `full_context`: the raw history up to `--full-window` positions (the ceiling).
+
+A history of h tokens is written into memory from its own start, so `memory` at h sees
+exactly h tokens. Only `memory` depends on h once h >= W; the other methods are scored once
+per target and repeated in each history's rows. The paired difference `memory - window`
+(mean per-target NLL, in nats) is reported with its 95 % interval over targets.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import statistics
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from r3mem.api import R3Mem
+from r3mem.context_lm import context_vectors, target_nll, write_snapshots
 from r3mem.errors import InvalidInput
-from r3mem.eval.common import EvalResult, add_common_arguments, require_path
+from r3mem.eval.common import DEFAULT_DATA, EvalResult, add_common_arguments
+from r3mem.retention_data import HELD_OUT_BOOKS, HELD_OUT_CONVERSATIONS, conversation_stream
 from r3mem.textio import read_corpus_text
 
 TARGET_LEN = 128
+METHODS = ("no_context", "window", "memory", "full_context")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser, "books/pg174.txt")
-    parser.add_argument("--history", default="512,1024,2048,all",
-                        help="history lengths in tokens, comma-separated; 'all' = the book up to the target")
-    parser.add_argument("--ratio", type=float, default=4)
-    parser.add_argument("--window", type=int, default=4096, help="raw-context cap for full_context")
-    parser.add_argument("--stride", type=int, default=1024, help="tokens between successive targets")
-    if parser.get_default("limit") is None:
-        parser.set_defaults(limit=4)
+    add_common_arguments(parser, "books")
+    default = [str(DEFAULT_DATA / "books" / b) for b in HELD_OUT_BOOKS] + [
+        f"{DEFAULT_DATA / 'locomo' / 'locomo_dev.json'}#{c}" for c in HELD_OUT_CONVERSATIONS]
+    parser.set_defaults(data=",".join(default), limit=8)
+    parser.add_argument("--history", default="1024,4096,16384,all",
+                        help="history lengths in tokens before the target, comma-separated; 'all' = the whole text")
+    parser.add_argument("--window", type=int, default=512, help="W: positions the reader gets for context")
+    parser.add_argument("--memory-tokens", type=int, default=64, help="k: how many of the W may be memory")
+    parser.add_argument("--full-window", type=int, default=2048,
+                        help="positions for full_context (the ceiling; bounded for CPU cost)")
+    parser.add_argument("--stride", type=int, default=2048, help="tokens between successive targets of a text")
 
 
-@torch.no_grad()
-def base_nll(r3: R3Mem, context: list[int], target: list[int]) -> tuple[float, int]:
-    """Summed NLL of target[1:] under the plain base LM after `context` (adapters off)."""
-    net = r3.network
-    ids = torch.tensor([context + target], device=r3.device)
-    with net.adapter(None):
-        hidden = net.causal_lm.model(input_ids=ids).last_hidden_state  # (1, C+T, d)
-    start = len(context)  # hidden[start + i] predicts target[i + 1]
-    stats = net.token_nll(hidden[:, start : start + len(target) - 1], ids[:, start + 1 :], None)
-    return float(stats.nll_sum), stats.n_tokens
+def pinned_flags(args: argparse.Namespace) -> dict[str, str]:
+    return {"--window": str(args.window), "--memory-tokens": str(args.memory_tokens),
+            "--history": args.history, "--limit": str(args.limit), "--stride": str(args.stride),
+            "--full-window": str(args.full_window)}
 
 
-@torch.no_grad()
-def memory_nll(r3: R3Mem, history: list[int], target: list[int], m: int) -> tuple[float, int]:
-    """Summed NLL of target[1:] read from the recurrent memory of `history`."""
-    net = r3.network
-    segments = [torch.tensor(s, device=r3.device) for s in r3.segments(history)]
-    memory = net.initial(1, m)
-    for snapshot in net.compress(segments, m):
-        memory = snapshot.unsqueeze(0)  # (1, m, d): the memory after the latest segment
-    stats = net.read(memory, torch.tensor([target], device=r3.device), marker="continue", score_from=1)
-    return float(stats.nll_sum), stats.n_tokens
+def load_texts(spec: str) -> dict[str, str]:
+    """name -> text for a comma-separated list of files; `file.json#conv-42` is a LoCoMo stream."""
+    texts = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        path, _, conv = item.partition("#")
+        source = Path(path)
+        if not source.is_file():
+            raise InvalidInput(f"evaluation data not found: {source}")
+        if conv:
+            try:
+                found = [c for c in json.loads(source.read_text()) if c.get("sample_id") == conv]
+            except (ValueError, AttributeError) as exc:
+                raise InvalidInput(f"{source} is not a LoCoMo JSON list: {exc}") from exc
+            if not found:
+                raise InvalidInput(f"{source} has no conversation {conv!r}")
+            texts[conv] = conversation_stream(found[0]["conversation"])
+        else:
+            texts[source.name] = read_corpus_text(source)
+    if not texts:
+        raise InvalidInput("--data names no text")
+    return texts
 
 
-def _targets(n_tokens: int, longest: int, stride: int, limit: int) -> list[int]:
-    first = max(longest, TARGET_LEN)
-    positions = list(range(first, n_tokens - TARGET_LEN, stride))[:limit]
-    if not positions:
-        raise InvalidInput(f"the book has {n_tokens} tokens: too short for history {longest} + {TARGET_LEN}")
-    return positions
+def target_positions(n_tokens: int, first: int, stride: int, limit: int, segment_len: int, tail: int) -> list[int]:
+    """Target starts >= `first`, `stride` apart, placed so the memory ends on a segment boundary."""
+    shift = (-(first - tail)) % segment_len
+    return list(range(first + shift, n_tokens - TARGET_LEN + 1, stride))[:limit]
+
+
+def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
+    """Mean and normal 95 % interval of paired per-target differences."""
+    mean = statistics.fmean(diffs)
+    half = 1.96 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
+    return mean, mean - half, mean + half
+
+
+def _memory_prefix(r3: R3Mem, ids: list[int], start: int, end: int, budget: int) -> torch.Tensor:
+    """(1, ≤budget, d) memory of ids[start:end], its recurrence begun at `start`."""
+    slots, seg = r3.context_reader.config.slots, r3.config.segment_len
+    snapshots = write_snapshots(r3.network, [ids[start:end]], slots, seg)[0]
+    with torch.no_grad():
+        return context_vectors(r3.network, r3.context_reader, snapshots, budget).unsqueeze(0)
 
 
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
-    ids = r3.tokenize(read_corpus_text(require_path(args.data)))
-    m = r3.config.memory_tokens_for(args.ratio)
-    lengths = [h.strip() for h in args.history.split(",") if h.strip()]
-    numeric = [int(h) for h in lengths if h != "all"]
-    positions = _targets(len(ids), max(numeric, default=0), args.stride, args.limit)
-    totals: dict[tuple[str, str], list[float]] = {}
-    per_target: dict[str, dict[str, list[float]]] = {}  # history -> method -> mean NLL per target
-    bar = tqdm(total=len(lengths) * len(positions), desc="perplexity", unit="item")
-    for h in lengths:
-        for p in positions:
-            history = ids[: p] if h == "all" else ids[p - int(h) : p]
+    if not 0 < args.memory_tokens < args.window:
+        raise InvalidInput(f"--memory-tokens must be in 1..{args.window - 1}, got {args.memory_tokens}")
+    tail = args.window - args.memory_tokens
+    histories = [h.strip() for h in args.history.split(",") if h.strip()]
+    numeric = [int(h) for h in histories if h != "all"]
+    if any(h < args.window for h in numeric):
+        raise InvalidInput(f"every --history must be >= --window ({args.window})")
+    texts = load_texts(args.data)
+    nll: dict[tuple[str, str], list[float]] = {}  # (history, method) -> mean NLL per target
+    owners: list[str] = []
+    tokens = 0
+    for name, text in texts.items():
+        ids = r3.tokenize(text)
+        first = max([*numeric, args.full_window, args.window])
+        positions = target_positions(len(ids), first, args.stride, args.limit, r3.config.segment_len, tail)
+        if not positions:
+            raise InvalidInput(f"{name} has {len(ids)} tokens: too short for history {first} + {TARGET_LEN}")
+        for p in tqdm(positions, desc=f"perplexity {name}", unit="target", leave=False):
             target = ids[p : p + TARGET_LEN]
-            runs = {
-                "no_context": (base_nll(r3, [], target), 0),
-                "memory": (memory_nll(r3, history, target, m), m),
-                "truncated": (base_nll(r3, history[-m:], target), m),
-                "full_context": (base_nll(r3, history[-args.window :], target), min(len(history), args.window)),
-            }
-            for method, ((nll, count), ctx) in runs.items():
-                acc = totals.setdefault((h, method), [0.0, 0, 0.0, 0.0, 0])
-                acc[0] += nll
-                acc[1] += count
-                acc[2] += len(history)
-                acc[3] += ctx
-                acc[4] += 1
-                per_target.setdefault(h, {}).setdefault(method, []).append(round(nll / max(1, count), 5))
-            bar.update(1)
-    bar.close()
-    rows = [{"method": method, "history": h, "history_tokens": round(acc[2] / acc[4]),
-             "context_tokens": round(acc[3] / acc[4]), "ppl": math.exp(acc[0] / acc[1]), "n": acc[4]}
-            for (h, method), acc in totals.items()]
-    return EvalResult("perplexity", str(args.data), r3.checkpoint_fingerprint, r3.base.name, rows,
-                      {"ratio": args.ratio, "memory_tokens": m, "target_len": TARGET_LEN,
-                       "nll_per_target": per_target})
+            fixed = {"no_context": target_nll(r3.network, None, [], target),
+                     "window": target_nll(r3.network, None, ids[p - args.window : p], target),
+                     "full_context": target_nll(r3.network, None, ids[max(0, p - args.full_window + TARGET_LEN): p],
+                                                target)}
+            for h in histories:
+                start = 0 if h == "all" else p - int(h)
+                prefix = _memory_prefix(r3, ids, start, p - tail, args.memory_tokens)
+                per_method = {**fixed, "memory": target_nll(r3.network, prefix, ids[p - tail : p], target)}
+                for method, values in per_method.items():
+                    nll.setdefault((h, method), []).append(float(values.mean()))
+            owners.append(name)
+            tokens += len(target) - 1
+    positions_of = {"no_context": 0, "window": args.window, "memory": args.window,
+                    "full_context": args.full_window}
+    rows = [{"method": method, "history": h, "ppl": math.exp(statistics.fmean(nll[(h, method)])),
+             "n": len(nll[(h, method)]), "context_positions": positions_of[method]}
+            for h in histories for method in METHODS]
+    deltas = []
+    for h in histories:
+        diffs = [m - w for m, w in zip(nll[(h, "memory")], nll[(h, "window")], strict=True)]
+        mean, low, high = paired_interval(diffs)
+        deltas.append({"history": h, "memory_minus_window_nats": round(mean, 5),
+                       "ci95_low": round(low, 5), "ci95_high": round(high, 5), "n": len(diffs)})
+    by_text = {name: {f"{h}/{method}": round(math.exp(statistics.fmean(
+        [v for v, o in zip(nll[(h, method)], owners, strict=True) if o == name])), 3)
+        for h in histories for method in METHODS} for name in texts}
+    return EvalResult("perplexity", args.data, r3.checkpoint_fingerprint, r3.base.name, rows,
+                      {"window": args.window, "memory_tokens": args.memory_tokens, "target_len": TARGET_LEN,
+                       "full_window": args.full_window, "memory_minus_window": deltas, "by_text": by_text,
+                       "targets": owners, "nll_per_target": {f"{h}/{m}": [round(v, 5) for v in vals]
+                                                             for (h, m), vals in nll.items()}})
+
+
+def summary(result: EvalResult) -> str:
+    """The paired `memory - window` lines printed under the table."""
+    lines = ["memory - window (mean NLL per target, nats; 95 % interval over targets):"]
+    for d in result.extra["memory_minus_window"]:
+        lines.append(f"  history {d['history']:>6}: {d['memory_minus_window_nats']:+.4f} "
+                     f"[{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}]  n={d['n']}")
+    return "\n".join(lines)
 
 
 def plot(result: EvalResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method in dict.fromkeys(r["method"] for r in result.rows):
-        pts = sorted((r["history_tokens"], r["ppl"]) for r in result.rows if r["method"] == method)
-        ax.plot(*zip(*pts, strict=True), marker="o", label=method)
-    ax.set(xscale="log", xlabel="history tokens", ylabel="perplexity of the next 128 tokens",
-           title=f"long-context LM ({result.model}, ratio {result.extra.get('ratio')})")
+    histories = list(dict.fromkeys(r["history"] for r in result.rows))
+    for method in METHODS:
+        ax.plot(histories, [next(r["ppl"] for r in result.rows if r["method"] == method and r["history"] == h)
+                            for h in histories], marker="o", label=method)
+    ax.set(xlabel="history tokens before the target", ylabel="perplexity of the next 128 tokens",
+           title=f"equal budget W={result.extra['window']}, k={result.extra['memory_tokens']} ({result.model})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -161,16 +161,13 @@ def _render_cycle(cycle: dict, recon: dict, ev: dict, provenance: str = "") -> l
 
 
 def perplexity(result: dict) -> dict:
-    """history -> ppl per method, and memory's paired NLL gain over no context with its noise."""
+    """history -> ppl per method, and memory - window (paired, nats) with its 95 % interval."""
     out: dict = {}
     for row in result["rows"]:
         out.setdefault(row["history"], {})[row["method"]] = round(row["ppl"], 3)
-    for history, methods in result.get("nll_per_target", {}).items():
-        gains = [a - b for a, b in zip(methods["no_context"], methods["memory"], strict=True)]
-        spread = stdev(gains) / math.sqrt(len(gains)) if len(gains) > 1 else float("nan")
-        out[history]["memory_gain_nats"] = round(fmean(gains), 4)
-        out[history]["memory_gain_2se"] = round(2 * spread, 4)
-        out[history]["targets"] = len(gains)
+    for delta in result.get("memory_minus_window", []):
+        out[delta["history"]] |= {"memory_minus_window_nats": delta["memory_minus_window_nats"],
+                                  "ci95": [delta["ci95_low"], delta["ci95_high"]], "targets": delta["n"]}
     return out
 
 
@@ -300,11 +297,12 @@ def render(metrics: dict, notes: str) -> str:
         "## Long-context perplexity\n",
         f"Command: `{(ev.get('perplexity') or {}).get('command')}`.{_provenance(metrics, 'perplexity')} "
         "Perplexity of the next 128 tokens; "
-        "gain = mean per-target NLL(no context) − NLL(memory), with two standard errors over targets.\n",
-        _table(["history", "no context", "memory", "truncated (same budget)", "full raw context (ceiling)",
-                "gain (nats)", "2 SE", "targets"],
-               [[h, v.get("no_context"), v.get("memory"), v.get("truncated"), v.get("full_context"),
-                 v.get("memory_gain_nats"), v.get("memory_gain_2se"), v.get("targets")] for h, v in ppl.items()]),
+        "memory and window get the same number of positions; memory − window is the paired mean per-target "
+        "NLL difference with its 95 % interval over targets (negative: the memory reads better).\n",
+        _table(["history", "no context", "window", "memory", "full raw context (ceiling)",
+                "memory − window (nats)", "95 % interval", "targets"],
+               [[h, v.get("no_context"), v.get("window"), v.get("memory"), v.get("full_context"),
+                 v.get("memory_minus_window_nats"), v.get("ci95"), v.get("targets")] for h, v in ppl.items()]),
         "",
         "## Training\n",
         f"- data: {t['train_texts']} training texts, {t['train_tokens']:,} tokens (`r3mem.train.data.load_texts`: "
