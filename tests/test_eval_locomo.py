@@ -1,15 +1,16 @@
-"""`r3mem eval locomo` on the tiny model: fresh stores per conversation, recall@k, scoring."""
+"""`r3mem eval locomo` on the tiny model: a fresh store per conversation, recall through the store, scoring."""
 
 import json
 
 import pytest
-import torch
+from tests.embedders import HashEmbedder
 
 import r3mem.cli
-from r3mem import bm25, reader
+from r3mem import reader
 from r3mem.cli import main
 from r3mem.eval import locomo
-from r3mem.eval.retrievers import dense
+from r3mem.store import MemoryStore, memory_store
+from r3mem.store.recall import DEFAULT_METHOD
 
 
 def conversation(sample_id, a, b, lines, qa):
@@ -48,7 +49,7 @@ def data(tmp_path):
 
 @pytest.fixture
 def calls(monkeypatch, tiny):
-    """The tiny model, a recording fake reader (right iff the gold is in its context), BM25 for dense."""
+    """The tiny model, a recording fake reader (right iff the gold is in its context), hashed words for MiniLM."""
     monkeypatch.setattr(r3mem.cli, "_load", lambda args: tiny)
     gold = {q["question"]: str(q.get("answer", q.get("adversarial_answer"))) for c in (CONV_A, CONV_B)
             for q in c["qa"]}
@@ -59,7 +60,7 @@ def calls(monkeypatch, tiny):
         return gold[question] if gold[question] in context else "nothing"
 
     monkeypatch.setattr(reader, "answer_from_text", from_text)
-    monkeypatch.setattr(dense, "DenseRetriever", bm25.BM25Retriever)
+    monkeypatch.setattr(memory_store, "default_embedder", HashEmbedder)
     return log
 
 
@@ -84,22 +85,23 @@ def test_records_are_dated_turns():
 def test_stores_never_cross_conversations(data, tmp_path, calls):
     run_locomo(data, tmp_path, "--top-k", "3")
     own = {q["question"]: {t.text for t in locomo.turns(c)} for c in (CONV_A, CONV_B) for q in c["qa"]}
-    methods = ("r3mem", "bm25", "dense", "full_context", "no_memory")
+    methods = locomo.METHODS
     assert len(calls) == 5 * len(methods)
     for question, context in calls:
         assert not context or set(context.split("\n")) <= own[question]
-    r3mem_contexts = calls[:5]  # r3mem runs first: top-3 of its own conversation, in time order
-    assert all(len(c.split("\n")) == 3 for _, c in r3mem_contexts)
-    full = calls[15:20]
-    assert [c for _, c in full] == ["\n".join(t.text for t in locomo.turns(c)) for c in (CONV_A,) * 3 + (CONV_B,) * 2]
-    assert all(c == "" for _, c in calls[20:])  # no_memory
+    by_method = {m: calls[i :: len(methods)] for i, m in enumerate(methods)}  # methods take turns per question
+    assert all(len(c.split("\n")) == 3 for _, c in by_method["r3mem"][:3])  # top-3 of conversation A's 6 turns
+    assert [c for _, c in by_method["full_context"]] == [
+        "\n".join(t.text for t in locomo.turns(c)) for c in (CONV_A,) * 3 + (CONV_B,) * 2]
+    assert all(c == "" for _, c in by_method["no_memory"])
 
 
 def test_recall_at_k_and_f1_by_hand(data, tmp_path, calls):
     result = run_locomo(data, tmp_path, "--methods", "bm25", "--top-k", "1", "--conversations", "1")
-    # "Where did Alice buy zucchini?": BM25 top-1 is D1:1 or D1:3 (both say zucchini): 1 of 2 evidence ids.
+    # "Where did Alice buy zucchini?": the lexical top-1 is D1:1 or D1:3 (both Alice, zucchini): 1 of 2 ids.
     assert row(result, "bm25", 1)["recall_at_k"] == 0.5
-    assert row(result, "bm25", 2)["recall_at_k"] == 1.0  # "hiking" + "Alps": D1:2
+    assert row(result, "bm25", 1)["recall_at_10"] == 1.0  # both within ten of six turns
+    assert row(result, "bm25", 2)["recall_at_k"] == 1.0  # "Bob" + "hiking": D1:2
     assert row(result, "bm25", 5)["recall_at_k"] is None  # no evidence: left out
     assert row(result, "bm25", "all")["recall_at_k"] == 0.75
     assert row(result, "bm25", 2)["f1"] == 1.0  # the gold "the Alps" was in the recalled turn
@@ -107,32 +109,38 @@ def test_recall_at_k_and_f1_by_hand(data, tmp_path, calls):
     assert [r["category"] for r in result["rows"]] == [1, 2, 5, "all"]
 
 
+def test_every_retrieval_method_is_the_stores_recall(data, tmp_path, calls, monkeypatch):
+    seen, adds = [], []
+    recall, add = MemoryStore.recall, MemoryStore.add
+    monkeypatch.setattr(MemoryStore, "recall", lambda s, *a, **kw: seen.append(kw["method"]) or recall(s, *a, **kw))
+    monkeypatch.setattr(MemoryStore, "add", lambda s, *a, **kw: adds.append(kw["text"]) or add(s, *a, **kw))
+    result = run_locomo(data, tmp_path, "--methods", "r3mem,bm25,dense,bm25_dense")
+    assert seen == [DEFAULT_METHOD, "bm25", "dense", "bm25_dense"] * 5
+    assert adds == [t.text for c in (CONV_A, CONV_B) for t in locomo.turns(c)]  # turn by turn, in order
+    assert result["default_method"] == DEFAULT_METHOD
+
+
+def test_answers_limit_and_reused_stores(data, tmp_path, calls):
+    stores = tmp_path / "stores"
+    first = run_locomo(data, tmp_path, "--methods", "bm25", "--answers", "1", "--stores", str(stores))
+    assert row(first, "bm25", "all")["answered"] == 2 and row(first, "bm25", "all")["n"] == 5
+    assert row(first, "bm25", "all")["add_p50_ms"] > 0
+    again = run_locomo(data, tmp_path, "--methods", "bm25", "--answers", "1", "--stores", str(stores))
+    assert row(again, "bm25", "all")["recall_at_k"] == row(first, "bm25", "all")["recall_at_k"]
+    assert row(again, "bm25", "all")["add_p50_ms"] is None  # nothing added: no add latency to report
+
+
 def test_rows_fields_limit_and_plot(data, tmp_path, calls):
     plot = tmp_path / "locomo.png"
     result = run_locomo(data, tmp_path, "--limit", "1", "--methods", "r3mem,full_context", "--plot", str(plot))
-    assert list(result["rows"][0]) == ["method", "category", "recall_at_k", "f1", "context_tokens", "add_ms_p50",
-                                       "add_ms_p95", "recall_ms_p50", "recall_ms_p95", "n"]
+    assert list(result["rows"][0]) == ["method", "category", "recall_at_k", "recall_at_10", "f1", "context_tokens",
+                                       "add_p50_ms", "recall_p50_ms", "recall_p95_ms", "n", "answered"]
     r3 = row(result, "r3mem", "all")
-    assert r3["n"] == 2 and r3["add_ms_p95"] >= r3["add_ms_p50"] > 0 and r3["recall_ms_p50"] > 0
+    assert r3["n"] == 2 and r3["add_p50_ms"] > 0 and r3["recall_p95_ms"] >= r3["recall_p50_ms"] > 0
     full = row(result, "full_context", "all")
-    assert full["recall_at_k"] is None and full["add_ms_p50"] is None and full["context_tokens"] > 0
+    assert full["recall_at_k"] is None and full["add_p50_ms"] is None and full["context_tokens"] > 0
     assert result["conversations"] == ["conv-a", "conv-b"]
     assert plot.stat().st_size > 1000
-
-
-def test_r3mem_recall_scores_match_single_reads(tiny, monkeypatch):
-    monkeypatch.setattr(locomo, "_SCORE_BATCH", 2)  # 5 records: batches of 2, 2, 1
-    store = locomo.R3MemStore(tiny, ratio=4)
-    texts = [t.text for t in locomo.turns(CONV_A)][:5]
-    for text in texts:
-        store.add(text)
-    assert store.memories[0].shape == (tiny.config.memory_tokens_for(4), tiny.network.hidden_size)
-    query = "Where did Alice buy zucchini?"
-    ids = torch.tensor([tiny.tokenize(query)])
-    single = [float(tiny.network.read(mem.float().unsqueeze(0), ids, marker="continue").loss) for mem in store.memories]
-    assert store.nll(query) == pytest.approx(single, rel=1e-4)
-    hits = store.search(query, 3)
-    assert [i for i, _ in hits] == sorted(range(5), key=lambda i: single[i])[:3]
 
 
 def test_bad_input_is_refused(tmp_path, calls, capsys):

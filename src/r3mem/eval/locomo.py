@@ -1,19 +1,20 @@
-"""`r3mem eval locomo`: long-horizon conversational memory on LoCoMo, five ways.
+"""`r3mem eval locomo`: long-horizon conversational memory on LoCoMo, measured on the product.
 
-Each conversation gets FRESH stores: nothing is shared across conversations, so a
-question can only be answered from its own conversation. Every turn becomes a record
-`[date] speaker: text` (plus the caption of an image it shares), added one at a time.
+Each conversation gets a FRESH store (an SQLite file of its own), filled turn by turn through
+`MemoryStore.add`, as an agent would: every turn is one record `[date] speaker: text`
+(plus the caption of an image it shares), with its `dia_id` in the record's metadata. Every
+retrieval method is then `MemoryStore.recall(method=...)` on that store:
 
-- `r3mem`: each record is compressed to its own memory; recall ranks records by query
-  likelihood, the mean log p(question | record memory) under the `continue` marker.
-  Retrieval is from memory alone; the reader then reads the recalled turns' text.
-- `bm25`, `dense`: the baseline retrievers over the raw turns, same top-k, same reader.
+- `r3mem`: the store's default recall (`r3mem.store.recall.DEFAULT_METHOD`), whatever it is.
+- `bm25`, `dense`, `bm25_dense`: the store's lexical index, its MiniLM vectors, and their
+  reciprocal-rank fusion.
 - `full_context`: the whole conversation as text (the reader keeps its last window).
 - `no_memory`: the question alone.
 
-recall_at_k counts a question's evidence dia_ids among the retrieved turns; questions
-without evidence are left out of it. Category 5 (adversarial) is scored against
-`adversarial_answer` when there is no `answer`.
+recall_at_k counts a question's evidence dia_ids among the first k recalled turns (k is
+`--top-k`), recall_at_10 among the first 10; questions without evidence are left out of both.
+The reader answers from the first k turns, in time order. Category 5 (adversarial) is scored
+against `adversarial_answer` when there is no `answer`.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from r3mem import reader
@@ -35,10 +35,14 @@ from r3mem.errors import InvalidInput
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
 from r3mem.eval.metrics import percentile, recall_at_k, squad_f1
 from r3mem.eval.qa import READER_WINDOW, parse_methods
+from r3mem.store import MemoryStore, Namespace
+from r3mem.store.location import open_backend
+from r3mem.store.recall import DEFAULT_METHOD
 
-METHODS = ("r3mem", "bm25", "dense", "full_context", "no_memory")
-RETRIEVAL = ("r3mem", "bm25", "dense")
-_SCORE_BATCH = 32  # records scored per forward pass in r3mem recall
+METHODS = ("r3mem", "bm25", "dense", "bm25_dense", "full_context", "no_memory")
+RETRIEVAL = {"r3mem": DEFAULT_METHOD, "bm25": "bm25", "dense": "dense", "bm25_dense": "bm25_dense"}
+DEEP_K = 10  # recall_at_10
+NAMESPACE = Namespace(user="locomo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conversations", type=int, help="use only the first K conversations (default: all)")
     parser.add_argument("--top-k", type=int, default=5, help="turns recalled per question")
     parser.add_argument("--ratio", type=float, default=4, help="compression ratio of the turn memories")
+    parser.add_argument("--answers", type=int, help="answer only the first N questions of each conversation "
+                        "(recall is measured on all of --limit; default: answer all)")
+    parser.add_argument("--stores", help="keep each conversation's SQLite store in this directory, and reuse "
+                        "one that is already complete there (then add_p50_ms is not measured)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
 
 
@@ -103,110 +111,94 @@ def load_locomo(path: Path, conversations: int | None) -> list[dict]:
     return samples
 
 
-class R3MemStore:
-    """One memory per record; recall by query likelihood under each record's memory."""
-
-    def __init__(self, r3: R3Mem, ratio: float) -> None:
-        self.r3, self.ratio = r3, ratio
-        self.memories: list[torch.Tensor] = []  # (m, d) each: the memory after the record's last segment
-
-    def __len__(self) -> int:
-        return len(self.memories)
-
-    def add(self, text: str) -> None:
-        self.memories.append(self.r3.compress(text, ratio=self.ratio).snapshots[-1])
-
-    @torch.no_grad()
-    def nll(self, query: str) -> list[float]:
-        """Mean NLL per query token under each record's memory (lower = more relevant)."""
-        net, device = self.r3.network, self.r3.device
-        ids = torch.tensor([self.r3.tokenize(query)], device=device)  # (1, Q)
-        scores: list[float] = []
-        for start in range(0, len(self.memories), _SCORE_BATCH):
-            memory = torch.stack(self.memories[start : start + _SCORE_BATCH]).to(device, torch.float32)  # (B, m, d)
-            target = ids.expand(memory.shape[0], -1)  # (B, Q)
-            stats = net.read(memory, target, marker="continue", keep_logits=True)
-            token_nll = F.cross_entropy(stats.kept_logits, target.reshape(-1), reduction="none")  # (B * Q,)
-            scores += token_nll.view(memory.shape[0], -1).mean(1).tolist()
-        return scores
-
-    def search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """The top `k` records by mean log-likelihood of the query; ties go to the earlier one."""
-        if not self.memories or not self.r3.tokenize(query):
-            return []
-        scores = self.nll(query)
-        ranked = sorted(range(len(scores)), key=lambda i: (scores[i], i))[:k]
-        return [(i, -scores[i]) for i in ranked]
+def fill(store: MemoryStore, records: list[Turn]) -> list[float]:
+    """Add the turns one at a time, as an agent would; returns each add's milliseconds."""
+    add_ms = []
+    for turn in tqdm(records, desc="add", unit="turn", leave=False):
+        start = time.perf_counter()
+        store.add(NAMESPACE, text=turn.text, levels=("document",), metadata={"dia_id": turn.dia_id})
+        add_ms.append((time.perf_counter() - start) * 1000)
+    return add_ms
 
 
-def new_store(r3: R3Mem, method: str, ratio: float):
-    """A fresh, empty store for one conversation."""
-    if method == "r3mem":
-        return R3MemStore(r3, ratio)
-    if method == "bm25":
-        from r3mem.bm25 import BM25Retriever
-
-        return BM25Retriever()
-    from r3mem.eval.retrievers.dense import DenseRetriever
-
-    return DenseRetriever()
+def open_store(r3: R3Mem, folder: Path, sample_id: str, records: list[Turn],
+               ratio: float) -> tuple[MemoryStore, list[float]]:
+    """The conversation's store, filled; reused as is when `folder` already holds it complete."""
+    store = MemoryStore(open_backend(f"sqlite:///{folder / (sample_id + '.sqlite3')}"), r3, ratio=ratio)
+    have = store.stats(NAMESPACE)["records"]
+    if have == len(records):
+        return store, []
+    store.delete_all(NAMESPACE)
+    return store, fill(store, records)
 
 
 @dataclass
 class Outcome:
+    method: str
     category: int
-    f1: float
-    context_tokens: int
+    f1: float | None = None
+    context_tokens: int = 0
     recall: float | None = None
+    recall_deep: float | None = None
     recall_ms: float | None = None
 
 
-def run_conversation(r3: R3Mem, method: str, records: list[Turn], qs: list[Question], args: argparse.Namespace,
-                     add_ms: list[float], bar) -> list[Outcome]:
-    """Ingest one conversation into a fresh store for `method`, then answer its questions."""
-    store = new_store(r3, method, args.ratio) if method in RETRIEVAL else None
-    if store is not None:
-        for record in tqdm(records, desc=f"add ({method})", unit="turn", leave=False):
-            start = time.perf_counter()
-            store.add(record.text)
-            add_ms.append((time.perf_counter() - start) * 1000)
-    full_text = "\n".join(t.text for t in records) if method == "full_context" else ""
+def recall_outcome(store: MemoryStore, method: str, q: Question, top_k: int) -> tuple[Outcome, list[str]]:
+    """One timed recall through the store; the outcome and the top-k turns' texts in time order."""
+    start = time.perf_counter()
+    hits = store.recall(q.question, NAMESPACE, top_k=max(top_k, DEEP_K), method=RETRIEVAL[method])
+    outcome = Outcome(method, q.category, recall_ms=(time.perf_counter() - start) * 1000)
+    found = [h.record.metadata["dia_id"] for h in hits]
+    if q.evidence:
+        outcome.recall = recall_at_k(found, q.evidence, top_k)
+        outcome.recall_deep = recall_at_k(found, q.evidence, DEEP_K)
+    return outcome, [h.text for h in sorted(hits[:top_k], key=lambda h: h.record.created_at)]
+
+
+def run_conversation(r3: R3Mem, store: MemoryStore | None, methods: list[str], records: list[Turn], qs: list[Question],
+                     args: argparse.Namespace, bar) -> list[Outcome]:
+    """Every method on one conversation's questions; only the first `--answers` are answered."""
+    full_text = "\n".join(t.text for t in records)
     outcomes = []
-    for q in qs:
-        outcome = Outcome(q.category, 0.0, 0)
-        context = full_text
-        if store is not None:
-            start = time.perf_counter()
-            hits = store.search(q.question, args.top_k)
-            outcome.recall_ms = (time.perf_counter() - start) * 1000
-            found = [records[i].dia_id for i, _ in hits]
-            outcome.recall = recall_at_k(found, q.evidence) if q.evidence else None
-            context = "\n".join(records[i].text for i in sorted(i for i, _ in hits))  # in time order
-        outcome.context_tokens = min(len(r3.tokenize(context)), READER_WINDOW) if context else 0
-        outcome.f1 = squad_f1(reader.answer_from_text(r3, context, q.question), [q.answer])
-        outcomes.append(outcome)
-        bar.update(1)
+    for n, q in enumerate(qs):
+        for method in methods:
+            context = full_text if method == "full_context" else ""
+            if method in RETRIEVAL and store is not None:
+                outcome, texts = recall_outcome(store, method, q, args.top_k)
+                context = "\n".join(texts)
+            else:
+                outcome = Outcome(method, q.category)
+            if args.answers is None or n < args.answers:
+                outcome.context_tokens = min(len(r3.tokenize(context)), READER_WINDOW) if context else 0
+                outcome.f1 = squad_f1(reader.answer_from_text(r3, context, q.question), [q.answer])
+            outcomes.append(outcome)
+            bar.update(1)
     return outcomes
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
 
 
 def summarise(method: str, outcomes: list[Outcome], add_ms: list[float]) -> list[dict]:
     """One row per category present, then `all`."""
-    categories = sorted({o.category for o in outcomes})
+    outcomes = [o for o in outcomes if o.method == method]
     rows = []
-    for category in [*categories, "all"]:
+    for category in [*sorted({o.category for o in outcomes}), "all"]:
         group = [o for o in outcomes if category in ("all", o.category)]
-        recalls = [o.recall for o in group if o.recall is not None]
+        answered = [o for o in group if o.f1 is not None]
         recall_ms = [o.recall_ms for o in group if o.recall_ms is not None]
+        timed = method in RETRIEVAL and bool(add_ms)
         rows.append({
             "method": method, "category": category,
-            "recall_at_k": sum(recalls) / len(recalls) if recalls else None,
-            "f1": sum(o.f1 for o in group) / len(group),
-            "context_tokens": sum(o.context_tokens for o in group) / len(group),
-            "add_ms_p50": percentile(add_ms, 50) if add_ms else None,
-            "add_ms_p95": percentile(add_ms, 95) if add_ms else None,
-            "recall_ms_p50": percentile(recall_ms, 50) if recall_ms else None,
-            "recall_ms_p95": percentile(recall_ms, 95) if recall_ms else None,
-            "n": len(group),
+            "recall_at_k": _mean([o.recall for o in group]), "recall_at_10": _mean([o.recall_deep for o in group]),
+            "f1": _mean([o.f1 for o in answered]),
+            "context_tokens": _mean([o.context_tokens for o in answered]),
+            "add_p50_ms": percentile(add_ms, 50) if timed else None,
+            "recall_p50_ms": percentile(recall_ms, 50) if recall_ms else None,
+            "recall_p95_ms": percentile(recall_ms, 95) if recall_ms else None,
+            "n": len(group), "answered": len(answered),
         })
     return rows
 
@@ -214,18 +206,26 @@ def summarise(method: str, outcomes: list[Outcome], add_ms: list[float]) -> list
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
     samples = load_locomo(require_path(args.data), args.conversations)
     methods = parse_methods(args.methods, METHODS)
-    work = [(turns(s), questions(s, args.limit)) for s in samples]
-    bar = tqdm(total=sum(len(qs) for _, qs in work) * len(methods), desc="locomo", unit="answer")
-    rows = []
-    for method in methods:
-        outcomes: list[Outcome] = []
-        add_ms: list[float] = []
-        for records, qs in work:
-            outcomes += run_conversation(r3, method, records, qs, args, add_ms, bar)
-        rows += summarise(method, outcomes, add_ms)
+    work = [(s.get("sample_id", str(i)), turns(s), questions(s, args.limit)) for i, s in enumerate(samples)]
+    bar = tqdm(total=sum(len(qs) for _, _, qs in work) * len(methods), desc="locomo", unit="answer")
+    outcomes: list[Outcome] = []
+    add_ms: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="r3mem-locomo-") as tmp:
+        folder = Path(args.stores) if args.stores else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for sample_id, records, qs in work:
+            store, ms = None, []
+            if set(methods) & set(RETRIEVAL):
+                store, ms = open_store(r3, folder, sample_id, records, args.ratio)
+            add_ms += ms
+            outcomes += run_conversation(r3, store, methods, records, qs, args, bar)
+            if store is not None:
+                store.close()
     bar.close()
+    rows = [row for method in methods for row in summarise(method, outcomes, add_ms)]
     extra = {"ratio": args.ratio, "memory_tokens": r3.config.memory_tokens_for(args.ratio), "top_k": args.top_k,
-             "conversations": [s.get("sample_id", str(i)) for i, s in enumerate(samples)], "trained": r3.trained}
+             "default_method": DEFAULT_METHOD, "conversations": [sample_id for sample_id, _, _ in work],
+             "trained": r3.trained, "add_ms_p95": percentile(add_ms, 95) if add_ms else None}
     return EvalResult("locomo", str(args.data), r3.checkpoint_fingerprint, r3.base.name, rows, extra)
 
 
