@@ -40,6 +40,20 @@ def _metadata(raw: str | None) -> dict | None:
         raise InvalidInput(f"--metadata is not JSON: {exc.msg}") from exc
 
 
+def _where(pairs: list[str] | None) -> dict:
+    """`--where KEY=VALUE` pairs; a VALUE that reads as JSON (1, true, "x") is that, else a string."""
+    out: dict = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise InvalidInput(f"--where takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 class StoreCommands:
     """Binds parsed arguments to a store; the model loads only for commands that need it."""
 
@@ -66,16 +80,22 @@ class StoreCommands:
         _print({"added": [{"id": r.id, "level": r.level, "parent_id": r.parent_id} for r in records]})
 
     def recall(self, args):
+        from r3mem.store.filters import RecallFilter
+
+        filters = RecallFilter.of(_where(args.where), args.since, args.until)
         store, ns = self._store(args)
-        hits = store.recall(" ".join(args.query), ns, top_k=args.top_k, level=args.level, method=args.method,
-                             beams=args.beams, samples=args.samples, guidance=args.guidance)
+        method = {"method": args.method} if args.method else {}
+        hits = store.recall(" ".join(args.query), ns, top_k=args.top_k, level=args.level, beams=args.beams,
+                            samples=args.samples, guidance=args.guidance, filters=filters, min_score=args.min_score,
+                            **method)
         _print([{"id": h.record.id, "level": h.record.level, "score": round(h.score, 4), "text": h.text,
                  "text_source": h.text_source} for h in hits])
 
     def ask(self, args):
         store, ns = self._store(args)
-        answer = store.ask(" ".join(args.question), ns, top_k=args.top_k, method=args.method,
-                           beams=args.beams, samples=args.samples, guidance=args.guidance)
+        method = {"method": args.method} if args.method else {}
+        answer = store.ask(" ".join(args.question), ns, top_k=args.top_k, beams=args.beams, samples=args.samples,
+                           guidance=args.guidance, **method)
         _print({"answer": answer.answer, "record_ids": answer.record_ids})
 
     def get(self, args):
@@ -116,7 +136,7 @@ class StoreCommands:
         import tempfile
         from pathlib import Path
 
-        from r3mem.store import latency
+        from r3mem import bench_recall
 
         sizes = [int(n) for n in args.sizes.split(",")]
         methods = args.methods.split(",")
@@ -124,8 +144,8 @@ class StoreCommands:
         results = []
         with tempfile.TemporaryDirectory(prefix="r3mem-bench-") as tmp:
             for url in args.store or [f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"]:
-                results.append(latency.run(r3, url, sizes, Path(args.locomo), methods, queries=args.queries))
-        print(latency.format_table(results))
+                results.append(bench_recall.run(r3, url, sizes, Path(args.locomo), methods, queries=args.queries))
+        print(bench_recall.format_table(results))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
 
@@ -193,7 +213,9 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
         p = command(name, func, help_text, True)
         p.add_argument("query" if name == "recall" else "question", nargs="+")
         p.add_argument("--top-k", type=int, default=5 if name == "recall" else 3)
-        p.add_argument("--method", default="memory", choices=("memory", "key", "bm25", "hybrid"))
+        # no choices here: the store checks the name, and importing its list would load the model stack
+        p.add_argument("--method", help="how records are ranked: fused (the default), bm25, dense, bm25_dense, "
+                                        "memory, key or hybrid (r3mem.store.recall)")
         p.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
                        help=f"beam width for memory-only records' reconstructions (1 greedy, at most {MAX_BEAMS}; "
                             f"default {DEFAULT_BEAMS})")
@@ -204,6 +226,12 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
                        help=f"memory-only records' reconstructions: {GUIDANCE_HELP}")
         if name == "recall":
             p.add_argument("--level", help="only records of this level")
+            p.add_argument("--where", action="append", metavar="KEY=VALUE",
+                           help="only records whose metadata KEY equals VALUE (repeatable)")
+            p.add_argument("--since", type=float, help="only records created at or after this Unix time")
+            p.add_argument("--until", type=float, help="only records created before this Unix time")
+            p.add_argument("--min-score", type=float,
+                           help="drop hits scored below this (fused scores estimate P(evidence), from 0 to 1)")
     p = command("get", cmds.get, "show one record")
     p.add_argument("id")
     p = command("list", cmds.list, "list records, oldest first")
@@ -237,7 +265,8 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
     p = sub.add_parser("bench-recall", help="recall latency at 1k, 10k, 100k records (README figures)")
     p.add_argument("--store", action="append", help="store URL to measure (repeatable; default: a temp SQLite)")
     p.add_argument("--sizes", default="1000,10000,100000")
-    p.add_argument("--methods", default="memory,key,bm25")
+    p.add_argument("--methods", default="fused,bm25,dense",
+                   help="comma-separated recall methods; each row says whether its method is the default")
     p.add_argument("--queries", type=int, default=10, help="timed recalls per size and method")
     p.add_argument("--locomo", default="../shared/data/locomo/locomo_dev.json")
     p.add_argument("--json", help="also write the figures here")

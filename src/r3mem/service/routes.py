@@ -46,6 +46,7 @@ from r3mem.service.schemas import (
 from r3mem.service.worker import ModelWorker
 from r3mem.store import MemoryStore, Namespace
 from r3mem.store.backend import ApiKey
+from r3mem.store.filters import RecallFilter
 from r3mem.store.memory_store import MAX_PAGE
 
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
@@ -167,8 +168,10 @@ def memory_history(record_id: RecordId, namespace: QueryNamespace, store: Store)
 async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker) -> HitsOut:
     """The records most relevant to the query, best first."""
     namespace = authorize(key, body.namespace.value())
+    filters = RecallFilter.of(body.where, body.since, body.until)
     hits = await worker.run(store.recall, body.query, namespace, top_k=body.top_k, level=body.level,
-                            method=body.method, beams=body.beams, samples=body.samples, guidance=body.guidance)
+                            method=body.method, beams=body.beams, samples=body.samples, guidance=body.guidance,
+                            filters=filters, min_score=body.min_score)
     return HitsOut(hits=[HitOut.model_validate(hit.as_dict()) for hit in hits])
 
 

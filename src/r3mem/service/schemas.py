@@ -17,7 +17,7 @@ from r3mem.store.namespace import ID_PATTERN, Namespace
 
 # The store's LEVELS, METHODS and ROLES, spelt out so OpenAPI lists them (a test keeps them in step).
 Level = Literal["document", "paragraph", "sentence", "entity", "turn"]
-Method = Literal["memory", "key", "bm25", "hybrid"]
+Method = Literal["fused", "bm25", "dense", "bm25_dense", "memory", "key", "hybrid"]  # r3mem.store.recall.METHODS
 Role = Literal["user", "assistant", "system", "tool"]
 _BEAMS_DOC = ("beam width when a memory-only record's text is reconstructed: 1 is greedy (several times "
               "faster), more beams slip less")
@@ -84,15 +84,23 @@ class RecallRequest(_Reconstructing):
     query: str = Field(description="what to look for")
     top_k: int = Field(5, ge=1, le=100, description="how many records to return")
     level: Level | None = Field(None, description="only records of this level")
-    method: Method = Field("memory", description="memory: query likelihood under each record's memory; key: "
-                                                  "key similarity only; bm25: lexical; hybrid: memory and bm25 fused")
+    method: Method = Field("fused", description="fused (default): lexical and dense evidence fused into a "
+                           "calibrated P(evidence); bm25: the lexical index; dense: MiniLM cosine; bm25_dense: "
+                           "reciprocal-rank fusion of both; memory: query likelihood under each record's memory; "
+                           "key: memory-key similarity only; hybrid: memory and bm25 fused")
+    where: dict[str, str | int | float | bool] | None = Field(
+        None, description="only records whose metadata holds each of these keys with exactly this value")
+    since: float | None = Field(None, allow_inf_nan=False, description="only records created at or after (Unix time)")
+    until: float | None = Field(None, allow_inf_nan=False, description="only records created before (Unix time)")
+    min_score: float | None = Field(None, allow_inf_nan=False, description="drop hits scored below this; with "
+                                    "fused, scores estimate P(evidence), so 0.5 keeps the likely answers only")
 
 
 class AskRequest(_Reconstructing):
     namespace: NamespaceIn
     question: str
     top_k: int = Field(3, ge=1, le=100, description="how many recalled records the reader sees")
-    method: Method = "memory"
+    method: Method = "fused"
 
 
 class ExportRequest(_Strict):
