@@ -134,6 +134,18 @@ class R3Mem:
         for start in range(0, len(ids), step):
             yield ids[start : start + step]
 
+    # -- long-context LM --------------------------------------------------------
+    def generate(self, prompt: str, history: str = "", max_new_tokens: int = 64, window: int = 512,
+                 budget: int = 64) -> str:
+        """Continue `prompt` after `history` with the plain base LM reading `window` positions: the
+        last `window - budget` raw tokens, and `budget` memory vectors of everything older
+        (`r3mem.long_context`), so what fell out of the window still informs the answer."""
+        from r3mem.long_context import LongContext  # it builds on this class
+
+        context = LongContext(self, window, budget)
+        context.append(history)
+        return context.generate(prompt, max_new_tokens)
+
     # -- compress / expand ----------------------------------------------------
     @torch.no_grad()
     def compress(self, text: str, ratio: float = 4, progress: bool = False) -> Memory:

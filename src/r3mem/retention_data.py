@@ -50,7 +50,8 @@ def load_streams(data_dir: Path) -> dict[str, tuple[str, bool]]:
     return streams
 
 
-def held_out_split(data_dir: Path, tokenize: Callable[[str], list[int]]) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+def held_out_split(data_dir: Path, tokenize: Callable[[str], list[int]]
+                   ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     """(training token streams, held-out name -> token stream)."""
     train, held = [], {}
     for name, (text, held_out) in load_streams(data_dir).items():

@@ -106,19 +106,29 @@ def _load(path: Path, reader: ContextReader, optimizer: torch.optim.Optimizer) -
     return json.loads((path / "trainer.json").read_text())
 
 
-def distill_loss(r3: R3Mem, reader: ContextReader, cfg: DistillConfig, ids: list[int], n_seg: int) -> torch.Tensor:
-    """KL(teacher || student) per position, over the tail and target of one draw."""
-    net, seg_len = r3.network, r3.config.segment_len
+def distill_loss(r3: R3Mem, reader: ContextReader, cfg: DistillConfig, ids: list[int],
+                 n_seg: int) -> tuple[torch.Tensor, float]:
+    """KL(teacher || student) per target position, and the same KL for the raw window.
+
+    The window baseline reads the last `budget` raw tokens of the history in the memory's place,
+    as `r3mem eval perplexity` does: memory KL below window KL is retention won, on this draw.
+    Only target positions are scored, as in the benchmark: right after the memory the missing
+    local context dominates, and no summary can stand in for the last few words.
+    """
+    net, seg_len, device = r3.network, r3.config.segment_len, r3.device
     history, rest = ids[: n_seg * seg_len], ids[n_seg * seg_len :]  # rest = tail + target
     snapshots = write_snapshots(net, [history], reader.config.slots, seg_len)[0]
-    device = r3.device
+    lm_head = net.causal_lm.lm_head
     with torch.no_grad():
         full = base_hidden(net, None, torch.tensor([ids], device=device))  # (1, H+R, d)
-        teacher = net.causal_lm.lm_head(full[0, len(history) - 1 : -1]).float().log_softmax(-1)  # (R, V)
+        teacher = lm_head(full[0, -cfg.target : -1]).float().log_softmax(-1)  # (target-1, V)
+        window = base_hidden(net, None, torch.tensor([history[-cfg.budget :] + rest[:-1]], device=device))
+        baseline = lm_head(window[0, -cfg.target + 1 :]).float().log_softmax(-1)
+        kl_window = F.kl_div(baseline, teacher, log_target=True, reduction="batchmean").item()
     prefix = context_vectors(net, reader, snapshots, cfg.budget).unsqueeze(0)  # (1, k', d)
     hidden = base_hidden(net, prefix, torch.tensor([rest[:-1]], device=device))  # (1, k'+R-1, d)
-    student = net.causal_lm.lm_head(hidden[0, prefix.shape[1] - 1 :]).float().log_softmax(-1)  # (R, V)
-    return F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+    student = lm_head(hidden[0, -cfg.target + 1 :]).float().log_softmax(-1)  # (target-1, V)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean"), kl_window
 
 
 def train(cfg: DistillConfig, r3: R3Mem, log=print, stop_after_s: float | None = None) -> None:
@@ -145,11 +155,11 @@ def train(cfg: DistillConfig, r3: R3Mem, log=print, stop_after_s: float | None =
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
         with torch.autocast(r3.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss = distill_loss(r3, reader, cfg, list(text[begin : begin + width]), n_seg)
+            loss, kl_window = distill_loss(r3, reader, cfg, list(text[begin : begin + width]), n_seg)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        row = {"step": step + 1, "segments": n_seg, "kl": round(loss.item(), 5),
+        row = {"step": step + 1, "segments": n_seg, "kl": round(loss.item(), 5), "kl_window": round(kl_window, 5),
                "step_s": round(time.perf_counter() - t0, 2)}
         logfile.write(json.dumps(row) + "\n")
         logfile.flush()
