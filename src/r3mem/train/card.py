@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import shutil
 import sys
 from pathlib import Path
-from statistics import fmean, stdev
 
 from r3mem.checkpoint import read_checkpoint
 from r3mem.decoding import DEFAULT_BEAMS
