@@ -5,7 +5,7 @@ import time
 import pytest
 
 from r3mem.base_model import DEFAULT_MODEL, load_base_model
-from r3mem.demo import demo_passage, run_demo
+from r3mem.demo import HELD_OUT_NOTE, demo_passage, run_demo
 
 pytestmark = pytest.mark.real_model
 
@@ -35,7 +35,8 @@ def test_compress_expand_shapes_on_real_model(real):
 def test_demo_runs_and_reports_figures(real):
     lines: list[str] = []
     figures = run_demo(real, ratio=4, say=lines.append)
-    assert figures["segments"] == len(real.compress(demo_passage()))
+    assert figures["segments"] == len(real.compress(demo_passage())) == 3
+    assert HELD_OUT_NOTE in lines  # the text is from a book training never read, and the screen says so
     assert 0.0 <= figures["token_accuracy"] <= 1.0
     assert 0 <= figures["segments_verified"] <= figures["segments"]
     assert f"{figures['segments_verified']} of {figures['segments']} segment(s) verified exact" in lines[-1]

@@ -115,11 +115,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
-    from r3mem.demo import run_demo
+    from r3mem.demo import DEMO_BEAMS, run_demo
 
+    beams = check_beams(DEMO_BEAMS if args.beams is None else args.beams)  # before the model loads
     t0 = time.perf_counter()
     r3 = _load(args)
-    run_demo(r3, ratio=args.ratio, load_s=time.perf_counter() - t0)
+    run_demo(r3, ratio=args.ratio, load_s=time.perf_counter() - t0, beams=beams)
     return 0
 
 
@@ -197,8 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("demo", help="compress and reconstruct a bundled passage")
+    p = sub.add_parser("demo", help="compress and reconstruct a bundled passage the training never saw")
     p.add_argument("--ratio", type=float, default=4)
+    p.add_argument("--beams", type=int,
+                   help=f"beam width (default: fewer than expand's {DEFAULT_BEAMS}, so the demo ends in a few minutes "
+                        "on a CPU; the demo prints the decoding it used)")
     _model_args(p)
     p.set_defaults(func=cmd_demo)
 
