@@ -145,6 +145,7 @@ def _sqlite_files(url):
 
 def test_recall_refuses_records_of_another_checkpoint(store, store_url):
     store.add(ALICE, text=TEXT)
+    store.flush()  # the memories are this store's model's
     from r3mem.api import R3Mem
 
     other = MemoryStore(open_backend(store_url), R3Mem.from_base(tiny_base(seed=1)))
@@ -183,6 +184,7 @@ def test_delete_removes_descendants(store):
 def test_export_import_round_trip_is_identical(store, tmp_path):
     records = store.add(ALICE, text=TEXT, metadata={"k": [1, 2]})
     store.add(ALICE, messages=[{"role": "user", "content": "Tea, no sugar."}], store_text=False)
+    store.flush()
     before = store.list(ALICE, limit=1000)
     archive = tmp_path / "alice.r3a"
     assert store.export(ALICE, archive) == len(before)
@@ -223,7 +225,9 @@ def test_import_refuses_corrupt_traversing_and_oversized_archives(store, tmp_pat
 
 def test_persists_across_reopen(store_url, tiny):
     first = MemoryStore(open_backend(store_url), tiny)
-    records = first.add(ALICE, text=TEXT)
+    first.add(ALICE, text=TEXT)
+    first.flush()
+    records = first.list(ALICE, limit=1000)
     first.close()
     second = MemoryStore(open_backend(store_url), tiny)
     again = _by_id(second.list(ALICE, limit=1000))
@@ -235,7 +239,9 @@ def test_persists_across_reopen(store_url, tiny):
 
 
 def test_corrupt_memory_blob_is_detected(store, store_url):
-    record = store.add(ALICE, text="A short note.")[0]
+    store.add(ALICE, text="A short note.")
+    store.flush()
+    record = store.list(ALICE)[0]
     if store_url.startswith("sqlite:///"):
         conn = sqlite3.connect(store_url[len("sqlite:///"):])
         conn.execute("UPDATE records SET memory = zeroblob(length(memory)) WHERE id = ?", (record.id,))

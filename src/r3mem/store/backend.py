@@ -10,6 +10,8 @@ keeps rows. Every backend promises:
 - Reads take a namespace filter and never return rows outside it.
 - `generation()` changes whenever any record changes, so callers may cache derived
   data (the key matrix) and know when it is stale, even across processes and replicas.
+- A text record may be written `pending` (no memory yet) and get its memory later, by
+  `set_memories`; `keys` and `count_foreign` leave pending records out.
 - Each record has at most one index row (`IndexEntry`: the body lexical recall matches, the
   vector dense recall compares), written in the transaction that writes the record and gone
   with it; lexical search reads a persistent index, never one rebuilt per query.
@@ -103,6 +105,15 @@ class StoreBackend(ABC):
     @abstractmethod
     def set_vectors(self, entries: list[IndexEntry]) -> None:
         """Write the entries' vectors into existing index rows."""
+
+    @abstractmethod
+    def pending(self, namespace: Namespace | None = None, limit: int = 256) -> list[Record]:
+        """Up to `limit` records (inside `namespace`, or anywhere) whose memory is not written yet."""
+
+    @abstractmethod
+    def set_memories(self, records: list[Record]) -> int:
+        """Write the memories of pending records, unless the record changed or went meanwhile;
+        returns how many were written. Not an event: the record says the same as before."""
 
     @abstractmethod
     def unindexed(self, namespace: Namespace) -> Iterator[list[Record]]:

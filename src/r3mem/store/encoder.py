@@ -8,7 +8,7 @@ one-sentence note is one record, not four copies of itself. Messages become turn
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -129,21 +129,33 @@ class RecordEncoder:
     def query_key(self, query: str) -> np.ndarray:
         return self.key_of(self.memories([query])[0].snapshots)
 
-    def records(self, units: list[Unit], namespace: Namespace, metadata: dict, store_text: bool) -> list[Record]:
-        """Compress every unit and wrap it as a record; parents precede children."""
-        memories = self.memories([u.text for u in units])
+    def records(self, units: list[Unit], namespace: Namespace, metadata: dict, store_text: bool,
+                defer: bool = False) -> list[Record]:
+        """Compress every unit and wrap it as a record; parents precede children.
+
+        With `defer` (text records only) nothing is compressed: the records are `pending`, their
+        memory written later by `complete`, in batches."""
         ids = [new_id() for _ in units]
+        records = [
+            Record(id=ids[i], namespace=namespace, level=unit.level,
+                   parent_id=None if unit.parent is None else ids[unit.parent], memory=b"",
+                   memory_dtype=self.memory_dtype, memory_shape=(), segment_tokens=[], key=b"",
+                   text=unit.text if store_text else None, metadata={**metadata, **unit.extra},
+                   model_fingerprint="", checkpoint_fingerprint="")
+            for i, unit in enumerate(units)
+        ]
+        return records if defer and store_text else self.complete(records, [u.text for u in units])
+
+    def complete(self, records: list[Record], texts: list[str] | None = None) -> list[Record]:
+        """The records with their memories and keys written (same ids and times, fresh checksums)."""
+        texts = texts if texts is not None else [r.text or "" for r in records]
+        memories = self.memories(texts)
         return [
-            Record(
-                id=ids[i], namespace=namespace, level=unit.level,
-                parent_id=None if unit.parent is None else ids[unit.parent],
-                memory=encode_memory(mem.snapshots, self.memory_dtype), memory_dtype=self.memory_dtype,
-                memory_shape=tuple(mem.snapshots.shape), segment_tokens=list(mem.token_counts),
-                key=encode_key(self.key_of(mem.snapshots)), text=unit.text if store_text else None,
-                metadata={**metadata, **unit.extra}, model_fingerprint=mem.model_fingerprint,
-                checkpoint_fingerprint=mem.checkpoint_fingerprint,
-            )
-            for i, (unit, mem) in enumerate(zip(units, memories, strict=True))
+            replace(record, memory=encode_memory(mem.snapshots, self.memory_dtype), memory_dtype=self.memory_dtype,
+                    memory_shape=tuple(mem.snapshots.shape), segment_tokens=list(mem.token_counts),
+                    key=encode_key(self.key_of(mem.snapshots)), model_fingerprint=mem.model_fingerprint,
+                    checkpoint_fingerprint=mem.checkpoint_fingerprint, memory_checksum="", checksum="")
+            for record, mem in zip(records, memories, strict=True)
         ]
 
     def as_memory(self, record: Record) -> Memory:

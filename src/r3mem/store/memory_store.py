@@ -45,6 +45,9 @@ DOCUMENT_LEVELS = ("document", "paragraph", "sentence", "entity")
 MAX_TEXT_CHARS = 200_000  # one add; longer histories go in several adds (or a file per document)
 MAX_METADATA_BYTES = 16_384
 MAX_PAGE = (1 << 63) - 1  # the largest LIMIT and OFFSET both SQLite and PostgreSQL accept
+# Text records added before their memory is written, at most: an add then costs the text, its
+# index row and its vector (tens of ms), and one add in this many pays the batch's compression.
+DEFAULT_MEMORY_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,15 @@ class MemoryStore:
 
     def __init__(self, backend: StoreBackend, model: R3Mem | Callable[[], R3Mem] | None = None,
                  ratio: float = 4, memory_dtype: str = "float16",
-                 embedder: Embedder | Callable[[], Embedder] | None = None, fusion: Fusion = DEFAULT_FUSION) -> None:
+                 embedder: Embedder | Callable[[], Embedder] | None = None, fusion: Fusion = DEFAULT_FUSION,
+                 memory_batch: int = DEFAULT_MEMORY_BATCH) -> None:
         """`embedder` (or a factory for one) writes and compares dense vectors (default: the
-        packaged MiniLM, loaded on first use); `fusion` weighs the default recall."""
+        packaged MiniLM, loaded on first use); `fusion` weighs the default recall. A text record's
+        memory is written in batches of `memory_batch` (0: by every add itself); see `flush`."""
+        if not isinstance(memory_batch, int) or not 0 <= memory_batch <= 1024:
+            raise InvalidInput(f"memory_batch must be an integer from 0 to 1024, got {memory_batch!r}")
+        self.memory_batch = memory_batch
+        self._pending = 0  # records this store added pending since its last flush
         self.backend = backend
         self._model = model
         self._encoder: RecordEncoder | None = None
@@ -129,7 +138,25 @@ class MemoryStore:
         return self._encoder
 
     def close(self) -> None:
+        """Write what this store left pending (if its model is loaded), then close the backend."""
+        if self._pending and self._encoder is not None:
+            self.flush()
         self.backend.close()
+
+    def flush(self, namespace: Namespace | None = None) -> int:
+        """Write the memories of pending text records (inside `namespace`, else all); returns how many.
+
+        Recall by memory, export and close call it; a record that stays pending (the process died)
+        keeps its text and index row, so nothing is lost, and the next flush writes its memory."""
+        written = 0
+        while batch := self.backend.pending(namespace, limit=max(self.memory_batch, 64)):
+            done = self.backend.set_memories(self.encoder.complete(batch))
+            written += done
+            if not done:  # every one changed meanwhile: leave them to the next flush
+                break
+        if namespace is None:
+            self._pending = 0
+        return written
 
     # -- writes ---------------------------------------------------------------------
     def add(self, namespace: Namespace, text: str | None = None, messages: list | None = None,
@@ -148,8 +175,13 @@ class MemoryStore:
             units = message_units(messages)
             for unit in units:
                 _check_text(unit.text, "message")
-        records = self.encoder.records(units, namespace, metadata, store_text)
+        defer = self.memory_batch > 0 and store_text
+        records = self.encoder.records(units, namespace, metadata, store_text, defer=defer)
         self.backend.insert(records, index=self._entries(records))
+        if defer:
+            self._pending += len(records)
+            if self._pending >= self.memory_batch:
+                self.flush()
         return records
 
     def _entries(self, records: builtins.list[Record]):
@@ -276,6 +308,7 @@ class MemoryStore:
     def _ranked(self, query: str, namespace: Namespace, level: str | None, flt: RecallFilter | None,
                 method: str, top_k: int) -> builtins.list[tuple[str, float]]:
         if method in MODEL_METHODS:
+            self.flush(namespace)
             self._refuse_foreign(namespace)
             ranked = self._rank_by_memory(query, namespace, level, flt, top_k, exact=method != "key")
             if method == "hybrid":
@@ -299,6 +332,7 @@ class MemoryStore:
     def _key_similarities(self, query: str, namespace: Namespace, level: str | None,
                           flt: RecallFilter | None) -> dict[str, float]:
         """The memory key's cosine per record: the hook a retrieval-trained key plugs into."""
+        self.flush(namespace)
         self._refuse_foreign(namespace)
         ids, keys = self.keys.get(namespace, level, flt)
         return dict(zip(ids, by_key(keys, self.encoder.query_key(query)).tolist(), strict=True)) if ids else {}
@@ -362,7 +396,8 @@ class MemoryStore:
 
     # -- portability ----------------------------------------------------------------
     def export(self, namespace: Namespace, path: str | Path) -> int:
-        """Write every record of `namespace` to a checksummed archive; returns the count."""
+        """Write every record of `namespace`, as stored, to a checksummed archive; returns the count
+        (a record whose memory is still pending goes as it is, and the importing store writes it)."""
         return archive.write(self.backend.find(namespace), namespace, Path(path))
 
     def import_(self, path: str | Path, scope: Namespace | None = None,

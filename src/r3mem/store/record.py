@@ -121,6 +121,11 @@ class Record:
     def token_count(self) -> int:
         return sum(self.segment_tokens)
 
+    @property
+    def pending(self) -> bool:
+        """A text record whose memory is not written yet (`MemoryStore.flush` writes it)."""
+        return self.memory_shape == () and not self.memory and self.text is not None
+
     def compute_memory_checksum(self) -> str:
         return _sha256(self.memory_dtype.encode(), json.dumps(self.memory_shape).encode(), self.memory)
 
@@ -142,12 +147,16 @@ class Record:
         if self.checksum != self.compute_checksum():
             raise CorruptRecord(f"record {self.id}: record checksum mismatch (corrupt or tampered row); "
                                 "delete it or restore it from an export")
+        if self.pending:  # nothing to decode yet; its text is covered by the checksum
+            return
         # The checksums are unkeyed, so a crafted archive can carry matching ones; this keeps such
         # a record out, instead of failing later inside recall or expand.
         if len(self.memory) != memory_nbytes(self.memory_dtype, self.memory_shape) or len(self.key) % 2:
             raise CorruptRecord(f"record {self.id}: its memory or key blob does not fit its shape")
 
     def memory_tensor(self) -> torch.Tensor:
+        if self.pending:
+            raise InvalidInput(f"record {self.id}: its memory is not written yet; flush the store first")
         self.verify()
         return decode_memory(self.memory, self.memory_dtype, self.memory_shape)
 

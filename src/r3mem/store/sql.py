@@ -32,6 +32,8 @@ COLUMNS = (
     "updated_at", "memory_checksum", "checksum",
 )
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM records"
+_PENDING = "memory_shape = '[]'"  # a text record whose memory is not written yet (Record.pending)
+_WRITTEN = "memory_shape <> '[]'"
 
 
 class Cursor(Protocol):
@@ -241,6 +243,27 @@ class SQLBackend(SearchQueries, StoreBackend):
                 found += [row[0] for row in q(f"SELECT id FROM records WHERE id IN ({marks})", chunk).fetchall()]
         return found
 
+    def pending(self, namespace: Namespace | None = None, limit: int = 256) -> list[Record]:
+        where, params = _where(namespace) if namespace is not None else ("1 = 1", [])
+        with self._tx() as q:
+            rows = q(f"{_SELECT} WHERE {where} AND {_PENDING} ORDER BY created_at, id LIMIT {int(limit)}",
+                     params).fetchall()
+        return [_record(row) for row in rows]
+
+    def set_memories(self, records: list[Record]) -> int:
+        columns = ("memory", "memory_dtype", "memory_shape", "segment_tokens", "key", "model_fingerprint",
+                   "checkpoint_fingerprint", "memory_checksum", "checksum")
+        written = 0
+        with self._tx(write=True) as q:
+            for record in records:
+                row = dict(zip(COLUMNS, _row(record), strict=True))
+                cur = q(f"UPDATE records SET {', '.join(c + ' = ?' for c in columns)} WHERE id = ? AND {_PENDING} "
+                        "AND updated_at = ?", (*(row[c] for c in columns), record.id, record.updated_at))
+                written += cur.rowcount
+            if written:
+                self._bump(q)
+        return written
+
     def unindexed(self, namespace: Namespace) -> Iterator[list[Record]]:
         """Batches of the records in `namespace` that have no index row yet (memory-only, mostly)."""
         where, params = _where(namespace, prefix="r.")
@@ -265,7 +288,8 @@ class SQLBackend(SearchQueries, StoreBackend):
              flt: RecallFilter | None = None) -> tuple[list[str], np.ndarray]:
         where, params = _where(namespace, level, "", flt, self._metadata_equals)
         with self._tx() as q:
-            rows = q(f"SELECT id, key FROM records WHERE {where} ORDER BY created_at, id", params).fetchall()
+            rows = q(f"SELECT id, key FROM records WHERE {where} AND {_WRITTEN} ORDER BY created_at, id",
+                     params).fetchall()
         if not rows:
             return [], np.zeros((0, 0), np.float32)
         blobs = [bytes(r[1]) for r in rows]
@@ -293,7 +317,7 @@ class SQLBackend(SearchQueries, StoreBackend):
     def count_foreign(self, namespace: Namespace, model_fingerprint: str, checkpoint_fingerprint: str) -> int:
         where, params = _where(namespace)
         with self._tx() as q:
-            row = q(f"SELECT COUNT(*) FROM records WHERE {where} "
+            row = q(f"SELECT COUNT(*) FROM records WHERE {where} AND {_WRITTEN} "
                     "AND (model_fingerprint <> ? OR checkpoint_fingerprint <> ?)",
                     (*params, model_fingerprint, checkpoint_fingerprint)).fetchone()
         return int(row[0])
@@ -363,6 +387,8 @@ def schema(blob: str, serial: str) -> list[str]:
         "CREATE INDEX IF NOT EXISTS records_agent ON records (agent_id, session_id)",
         "CREATE INDEX IF NOT EXISTS records_session ON records (session_id)",
         "CREATE INDEX IF NOT EXISTS records_parent ON records (parent_id)",
+        # the few text records whose memory is still to be written (MemoryStore.flush finds them)
+        "CREATE INDEX IF NOT EXISTS records_pending ON records (created_at) WHERE memory_shape = '[]'",
         f"""CREATE TABLE IF NOT EXISTS events (
             seq {serial}, record_id TEXT NOT NULL, op TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
             user_id TEXT, agent_id TEXT, session_id TEXT, detail TEXT NOT NULL)""",
