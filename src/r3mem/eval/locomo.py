@@ -225,7 +225,9 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
     rows = [row for method in methods for row in summarise(method, outcomes, add_ms)]
     extra = {"ratio": args.ratio, "memory_tokens": r3.config.memory_tokens_for(args.ratio), "top_k": args.top_k,
              "default_method": DEFAULT_METHOD, "conversations": [sample_id for sample_id, _, _ in work],
-             "trained": r3.trained, "add_ms_p95": percentile(add_ms, 95) if add_ms else None}
+             "trained": r3.trained, "adds": len(add_ms), "add_p95_ms": percentile(add_ms, 95) if add_ms else None,
+             # every add pays its text, index row and vector; one in `memory_batch` also the batch's memories
+             "add_mean_ms": sum(add_ms) / len(add_ms) if add_ms else None}
     return EvalResult("locomo", str(args.data), r3.checkpoint_fingerprint, r3.base.name, rows, extra)
 
 
