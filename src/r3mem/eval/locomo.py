@@ -214,7 +214,8 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
         folder = Path(args.stores) if args.stores else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for sample_id, records, qs in work:
-            store, ms = None, []
+            store: MemoryStore | None = None
+            ms: list[float] = []
             if set(methods) & set(RETRIEVAL):
                 store, ms = open_store(r3, folder, sample_id, records, args.ratio)
             add_ms += ms

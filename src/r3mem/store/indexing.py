@@ -46,6 +46,8 @@ def entries(records: list[Record], embedder: Embedder, r3: R3Mem | None) -> list
             bodies.append((record, record.text, "text"))
         elif r3 is not None:
             bodies.append((record, memory_words(r3, record), "memory"))
-    vectors = embedder.encode([body or " " for _, body, _ in bodies]) if bodies else []
+    if not bodies:
+        return []
+    vectors = embedder.encode([body or " " for _, body, _ in bodies])
     return [IndexEntry(record.id, body, source, encode_vector(vector), embedder.name)
             for (record, body, source), vector in zip(bodies, vectors, strict=True)]

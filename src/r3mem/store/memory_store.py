@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -96,6 +97,16 @@ def _check_text(text: object, what: str = "text") -> str:
     return text
 
 
+def _embedder_factory(embedder: Embedder | Callable[[], Embedder] | None) -> Callable[[], Embedder]:
+    """A factory for the store's embedder: the default MiniLM, a given embedder, or a given factory."""
+    if embedder is None:
+        return default_embedder
+    if hasattr(embedder, "encode"):
+        given = cast(Embedder, embedder)
+        return lambda: given
+    return cast(Callable[[], Embedder], embedder)
+
+
 class MemoryStore:
     """Add, recall, ask, get, update, delete, history, export, import and stats, per namespace."""
 
@@ -115,11 +126,7 @@ class MemoryStore:
         self._encoder: RecordEncoder | None = None
         self.ratio, self.memory_dtype = ratio, memory_dtype
         self.keys = KeyCache(backend)
-        if embedder is None:
-            embedder = default_embedder
-        elif hasattr(embedder, "encode"):
-            embedder = (lambda given: lambda: given)(embedder)
-        self.dense = DenseIndex(backend, embedder)  # type: ignore[arg-type]
+        self.dense = DenseIndex(backend, _embedder_factory(embedder))
         self.fusion = fusion
         self._indexed: set[Namespace] = set()  # namespaces whose unindexed records were looked for
 
