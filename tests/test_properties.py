@@ -33,6 +33,9 @@ from r3mem.store import archive
 from r3mem.store.namespace import FIELDS, Namespace
 from r3mem.store.record import Record, decode_memory, encode_key, encode_memory
 
+# slow: hypothesis runs thousands of generated cases
+pytestmark = pytest.mark.slow
+
 # `cases_tried` is function scoped but only counts, so sharing it across examples is the point.
 SHARED_FIXTURE = [HealthCheck.function_scoped_fixture]
 
@@ -255,6 +258,9 @@ def test_archive_records_with_valid_checksums_always_decode(cases_tried, work, m
     except InvalidInput:
         return
     for record in records:
+        if record.pending:  # a text record whose memory the importing store writes: nothing to decode
+            assert record.text is not None and not record.memory and not record.key
+            continue
         assert tuple(record.memory_tensor().shape) == record.memory_shape
         assert record.key_vector().dtype == np.float32
 

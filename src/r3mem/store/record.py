@@ -124,7 +124,7 @@ class Record:
     @property
     def pending(self) -> bool:
         """A text record whose memory is not written yet (`MemoryStore.flush` writes it)."""
-        return self.memory_shape == () and not self.memory and self.text is not None
+        return self.memory_shape == () and not self.memory and not self.key and self.text is not None
 
     def compute_memory_checksum(self) -> str:
         return _sha256(self.memory_dtype.encode(), json.dumps(self.memory_shape).encode(), self.memory)
