@@ -25,6 +25,7 @@ _EXPORTS = {
     "AccessDenied": "r3mem.errors",
     "MemoryStore": "r3mem.store",
     "Namespace": "r3mem.store",
+    "RecallFilter": "r3mem.store",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -24,7 +24,9 @@ COMMANDS = {
     "reconstruct-greedy": "eval reconstruct --limit 8 --ratios 2,4,8,16 --methods r3mem --beams 1",
     "perplexity": "eval perplexity --limit 3 --history 512,1024,2048,all",
     "qa": "eval qa --limit 16",
-    "locomo": "eval locomo --conversations 1 --limit 8",
+    # every dev conversation and question, through the store (about 40 minutes: 2,760 adds);
+    # answers only for the first 10 questions of each, as the reader is the slow part
+    "locomo": "eval locomo --limit 1000 --answers 10",
     "cost": "eval cost --limit 2048 --ratios 4,8",
 }
 
@@ -75,6 +77,10 @@ def render(out: Path, seconds: dict[str, float]) -> str:
                   "```", format_table(result["rows"]), "```", ""]
         if (out / f"{name}.png").is_file():
             lines += [f"![{name}](results/{name}.png)", ""]
+    # figures made by scripts rather than one eval command (the recall fusion's fit and ablation),
+    # kept by hand beside the JSON with their own commands
+    for extra in sorted(out.glob("*.section.md")):
+        lines += [extra.read_text().rstrip(), ""]
     return "\n".join(lines)
 
 
