@@ -149,3 +149,12 @@ def test_bad_input_is_refused(tmp_path, calls, capsys):
     assert main(["eval", "locomo", "--data", str(bad)]) == 2
     assert "not LoCoMo" in capsys.readouterr().err
     assert main(["eval", "locomo", "--data", str(tmp_path / "missing.json")]) == 2
+
+
+def test_memory_only_turns_are_recalled_by_what_their_memories_give_back(data, tmp_path, calls):
+    result = run_locomo(data, tmp_path, "--no-text", "--methods", "r3mem,bm25,dense,bm25_dense", "--top-k", "3")
+    assert calls == []  # nothing to read: memory-only turns are not reconstructed for recall
+    assert result["store_text"] is False
+    for method in ("r3mem", "bm25", "dense", "bm25_dense"):
+        all_row = row(result, method, "all")
+        assert all_row["recall_at_k"] is not None and all_row["answered"] == 0

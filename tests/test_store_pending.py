@@ -82,3 +82,10 @@ def test_memory_only_records_are_never_deferred_and_pending_memory_is_not_read(s
         pending.memory_tensor()
     with pytest.raises(InvalidInput):
         MemoryStore(store.backend, tiny, memory_batch=-1)
+
+
+def test_recall_without_reconstruction_gives_memory_only_hits_no_text(store, monkeypatch):
+    store.add(ALICE, text="Keep no text of this.", levels=("document",), store_text=False)
+    monkeypatch.setattr(store, "text_of", lambda *a, **kw: pytest.fail("reconstructed"))
+    [hit] = store.recall("text", ALICE, top_k=1, reconstruct=False)
+    assert (hit.text, hit.text_source) == ("", "none")

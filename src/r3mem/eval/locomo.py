@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ratio", type=float, default=4, help="compression ratio of the turn memories")
     parser.add_argument("--answers", type=int, help="answer only the first N questions of each conversation "
                         "(recall is measured on all of --limit; default: answer all)")
+    parser.add_argument("--no-text", action="store_true", help="add every turn memory-only (store_text false): "
+                        "recall finds them by what their memories give back; nothing is answered")
     parser.add_argument("--stores", help="keep each conversation's SQLite store in this directory, and reuse "
                         "one that is already complete there (then add_p50_ms is not measured)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
@@ -111,25 +113,27 @@ def load_locomo(path: Path, conversations: int | None) -> list[dict]:
     return samples
 
 
-def fill(store: MemoryStore, records: list[Turn]) -> list[float]:
+def fill(store: MemoryStore, records: list[Turn], store_text: bool = True) -> list[float]:
     """Add the turns one at a time, as an agent would; returns each add's milliseconds."""
     add_ms = []
     for turn in tqdm(records, desc="add", unit="turn", leave=False):
         start = time.perf_counter()
-        store.add(NAMESPACE, text=turn.text, levels=("document",), metadata={"dia_id": turn.dia_id})
+        store.add(NAMESPACE, text=turn.text, levels=("document",), metadata={"dia_id": turn.dia_id},
+                  store_text=store_text)
         add_ms.append((time.perf_counter() - start) * 1000)
     return add_ms
 
 
-def open_store(r3: R3Mem, folder: Path, sample_id: str, records: list[Turn],
-               ratio: float) -> tuple[MemoryStore, list[float]]:
+def open_store(r3: R3Mem, folder: Path, sample_id: str, records: list[Turn], ratio: float,
+               store_text: bool = True) -> tuple[MemoryStore, list[float]]:
     """The conversation's store, filled; reused as is when `folder` already holds it complete."""
-    store = MemoryStore(open_backend(f"sqlite:///{folder / (sample_id + '.sqlite3')}"), r3, ratio=ratio)
+    name = sample_id + ("" if store_text else "-no-text")
+    store = MemoryStore(open_backend(f"sqlite:///{folder / (name + '.sqlite3')}"), r3, ratio=ratio)
     have = store.stats(NAMESPACE)["records"]
     if have == len(records):
         return store, []
     store.delete_all(NAMESPACE)
-    return store, fill(store, records)
+    return store, fill(store, records, store_text)
 
 
 @dataclass
@@ -146,7 +150,8 @@ class Outcome:
 def recall_outcome(store: MemoryStore, method: str, q: Question, top_k: int) -> tuple[Outcome, list[str]]:
     """One timed recall through the store; the outcome and the top-k turns' texts in time order."""
     start = time.perf_counter()
-    hits = store.recall(q.question, NAMESPACE, top_k=max(top_k, DEEP_K), method=RETRIEVAL[method])
+    hits = store.recall(q.question, NAMESPACE, top_k=max(top_k, DEEP_K), method=RETRIEVAL[method],
+                        reconstruct=False)  # a memory-only turn's text is not needed to score recall
     outcome = Outcome(method, q.category, recall_ms=(time.perf_counter() - start) * 1000)
     found = [h.record.metadata["dia_id"] for h in hits]
     if q.evidence:
@@ -168,7 +173,7 @@ def run_conversation(r3: R3Mem, store: MemoryStore | None, methods: list[str], r
                 context = "\n".join(texts)
             else:
                 outcome = Outcome(method, q.category)
-            if args.answers is None or n < args.answers:
+            if (args.answers is None or n < args.answers) and not args.no_text:
                 outcome.context_tokens = min(len(r3.tokenize(context)), READER_WINDOW) if context else 0
                 outcome.f1 = squad_f1(reader.answer_from_text(r3, context, q.question), [q.answer])
             outcomes.append(outcome)
@@ -217,7 +222,7 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
             store: MemoryStore | None = None
             ms: list[float] = []
             if set(methods) & set(RETRIEVAL):
-                store, ms = open_store(r3, folder, sample_id, records, args.ratio)
+                store, ms = open_store(r3, folder, sample_id, records, args.ratio, not args.no_text)
             add_ms += ms
             outcomes += run_conversation(r3, store, methods, records, qs, args, bar)
             if store is not None:
@@ -225,7 +230,8 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
     bar.close()
     rows = [row for method in methods for row in summarise(method, outcomes, add_ms)]
     extra = {"ratio": args.ratio, "memory_tokens": r3.config.memory_tokens_for(args.ratio), "top_k": args.top_k,
-             "default_method": DEFAULT_METHOD, "conversations": [sample_id for sample_id, _, _ in work],
+             "default_method": DEFAULT_METHOD, "store_text": not args.no_text,
+             "conversations": [sample_id for sample_id, _, _ in work],
              "trained": r3.trained, "adds": len(add_ms), "add_p95_ms": percentile(add_ms, 95) if add_ms else None,
              # every add pays its text, index row and vector; one in `memory_batch` also the batch's memories
              "add_mean_ms": sum(add_ms) / len(add_ms) if add_ms else None}

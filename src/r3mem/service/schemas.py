@@ -129,7 +129,8 @@ class RecordOut(BaseModel):
 
 class HitOut(RecordOut):
     score: float = Field(description="higher is more relevant; comparable only within one response")
-    text_source: Literal["stored", "reconstructed"] = Field(description="reconstructed: expanded from memory")
+    text_source: Literal["stored", "reconstructed", "none"] = Field(
+        description="reconstructed: expanded from memory; none: not reconstructed, as asked")
 
 
 class RecordsOut(BaseModel):

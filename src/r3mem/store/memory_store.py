@@ -58,7 +58,7 @@ class Hit:
     record: Record
     score: float
     text: str
-    text_source: str  # "stored" | "reconstructed"
+    text_source: str  # "stored" | "reconstructed" | "none" (asked not to reconstruct)
 
     def as_dict(self) -> dict:
         return {**self.record.summary(), "score": self.score, "text": self.text, "text_source": self.text_source}
@@ -277,7 +277,8 @@ class MemoryStore:
     def recall(self, query: str, namespace: Namespace, top_k: int = 5, level: str | None = None,
                method: str = DEFAULT_METHOD, beams: int = DEFAULT_BEAMS,
                samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE,
-               filters: RecallFilter | None = None, min_score: float | None = None) -> builtins.list[Hit]:
+               filters: RecallFilter | None = None, min_score: float | None = None,
+               reconstruct: bool = True) -> builtins.list[Hit]:
         """The `top_k` records inside `namespace` most relevant to `query`, best first.
 
         `method` is one of `r3mem.store.recall.METHODS` (default `fused`). `filters` narrows by
@@ -286,7 +287,8 @@ class MemoryStore:
         `beams` only matters for memory-only records, whose text is reconstructed: fewer
         beams answer sooner (1 is greedy, several times faster), more slip less; `samples`
         adds candidates chosen among by cycle consistency, at about a greedy expansion's cost each;
-        `guidance` holds each reconstructed chunk to its memory slot (0 turns it off).
+        `guidance` holds each reconstructed chunk to its memory slot (0 turns it off);
+        `reconstruct=False` returns memory-only hits with no text (ids and scores only, no generation).
         """
         _check_text(query, "query")
         self._check_level(level)
@@ -308,7 +310,8 @@ class MemoryStore:
         for record_id, score in ranked[:top_k]:
             if record_id in records:
                 records[record_id].verify()  # every method: a corrupt record is refused, never returned
-                text, source = self.text_of(records[record_id], beams, samples, guidance)
+                text, source = self.text_of(records[record_id], beams, samples, guidance) \
+                    if reconstruct or records[record_id].text is not None else ("", "none")
                 hits.append(Hit(records[record_id], float(score), text, source))
         return hits
 
