@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test soak lint bench results card clean postgres-start postgres-stop
+.PHONY: install demo test test-unit soak lint bench results card clean postgres-start postgres-stop
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	url=$$(scripts/postgres-test-server.sh start) && \
 	R3MEM_TEST_POSTGRES_URL="$$url" R3MEM_REQUIRE_POSTGRES=1 $(PY) -m pytest -q
+
+# The fast subset: no real model, no PostgreSQL, nothing marked slow (markers: pyproject.toml; the
+# last timing: docs/testing.md). `make test` stays the full suite that CI runs.
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m "not real_model and not postgres and not slow"
 
 # Faults many times over, each run ending with every acknowledged write checked intact
 # (scripts/soak.py): SIGKILL `r3mem serve` mid-writes SOAK_KILLS times on SQLite, then on

@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny random Llama with a tiny BPE tokenizer, and the real default model.
 
-Unit tests run on the tiny model (milliseconds per step); tests marked `real_model`
-use SmolLM2-135M, which `make` installs.
+Unit tests run on the tiny model (milliseconds per step). Markers (registered in pyproject.toml):
+`real_model` tests use SmolLM2-135M, which `make` installs; `postgres` tests need a server
+(`make test` starts one); `slow` tests spawn processes, kill servers, fuzz or train. `make test-unit`
+leaves all three out; `make test` runs everything.
 """
 
 from __future__ import annotations

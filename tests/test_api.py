@@ -38,6 +38,7 @@ def test_bad_ratio(tiny):
         tiny.compress("hello", ratio=1)
 
 
+@pytest.mark.slow  # compresses a megabyte
 def test_one_megabyte_text_streams_with_bounded_memory():
     r3 = R3Mem.from_base(tiny_base(), device="cpu", config=MemoryConfig(segment_len=128, max_memory_tokens=16,
                                                                            lora_rank=4, lora_alpha=8))

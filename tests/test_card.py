@@ -12,6 +12,9 @@ from r3mem.train import card
 from r3mem.train.config import TrainConfig
 from r3mem.train.loop import train
 
+# slow: each test trains tiny runs, ships and evaluates them
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def shipped(tmp_path, tiny_model_dir, monkeypatch):

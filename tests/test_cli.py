@@ -10,6 +10,9 @@ from tests.conftest import tiny_base
 
 from r3mem.api import R3Mem
 
+# slow: every test spawns `r3mem` processes, each importing torch (seconds apiece)
+pytestmark = pytest.mark.slow
+
 
 def run(*args: str, env_home: Path) -> subprocess.CompletedProcess:
     env = {"R3MEM_HOME": str(env_home), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}

@@ -64,6 +64,7 @@ def test_fork_continues_from_the_source_and_rewarms(tmp_path, data, source):
     assert json.loads((source / "state" / "trainer.json").read_text())["step"] == 3
 
 
+@pytest.mark.slow  # trains a tiny source run; `make test-unit` keeps the fork's main path and its first refusals
 def test_fork_without_moments_still_rewarms_from_the_fork(tmp_path, data, source):
     (source / "state" / "optimizer.safetensors").unlink()
     cfg = _config(tmp_path, data, "new", steps=4)
@@ -73,6 +74,7 @@ def test_fork_without_moments_still_rewarms_from_the_fork(tmp_path, data, source
     assert [r["lr"] for r in _rows(tmp_path / "new") if r.get("step") == 4 and "rec" in r] == [cfg.lr / 2]
 
 
+@pytest.mark.slow  # trains a tiny source run; `make test-unit` keeps the fork's main path and its first refusals
 @pytest.mark.parametrize(("change", "match"), [
     ({"steps": 3}, "at step 3 and the config ends at step 3"),
     ({"steps": 5, "memory": {"lora_rank": 2}}, "memory network differs"),
@@ -96,6 +98,7 @@ def test_fork_refuses_a_missing_source_or_a_taken_destination(tmp_path, data, so
     assert not list(tmp_path.glob(".tmp-fork-*")), "no staging directory is left behind"
 
 
+@pytest.mark.slow  # spawns an `r3mem` process
 def test_cli_fork_error_is_one_line_and_nonzero(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'out_dir = "{tmp_path / "new"}"\nsteps = 5\n')
@@ -106,5 +109,6 @@ def test_cli_fork_error_is_one_line_and_nonzero(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow  # trains a tiny source run; `make test-unit` keeps the fork's main path and its first refusals
 def test_fork_accepts_a_memory_override_that_spells_out_a_default(tmp_path, data, source):
     assert fork_run(source, _config(tmp_path, data, "new", steps=5, memory={"lora_rank": 16})) == 3

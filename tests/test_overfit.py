@@ -26,6 +26,7 @@ def overfit(r3: R3Mem, text: str, m: int, steps: int, lr: float) -> int:
     return used
 
 
+@pytest.mark.slow  # hundreds of optimiser steps
 def test_tiny_model_overfits_and_reconstructs_exactly(tiny):
     text = tiny.detokenize(tiny.tokenize(TEXT)[: tiny.config.segment_len])
     overfit(tiny, text, m=4, steps=300, lr=1e-2)

@@ -12,7 +12,11 @@ from __future__ import annotations
 import random
 
 import httpx
+import pytest
 from tests.faults import ALICE, Server, Tally, assert_intact, check_store, kill_during_writes, new_key
+
+# slow: servers SIGKILLed mid-write and restarted
+pytestmark = pytest.mark.slow
 
 KILLS = 2
 

@@ -28,6 +28,9 @@ from r3mem.service import Settings, create_api_key, create_app
 from r3mem.store import MemoryStore, Namespace
 from r3mem.store.location import open_backend
 
+# slow: schemathesis fuzzes every operation of the service
+pytestmark = pytest.mark.slow
+
 ALICE = Namespace(user="alice")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]

@@ -10,8 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from r3mem.store.location import open_backend
 from r3mem.store.namespace import Namespace
+
+# slow: writer processes SIGKILLed mid-write
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 3  # `make soak` (issue 7) repeats this many more times; here a fast version

@@ -55,6 +55,7 @@ def test_resume_is_exact(tmp_path, data, monkeypatch):
     assert (tmp_path / "split" / "checkpoint" / "config.json").is_file()
 
 
+@pytest.mark.slow  # trains tiny runs; `make test-unit` keeps test_resume_is_exact for the loop
 def test_training_reduces_reconstruction_loss(tmp_path, data, monkeypatch):
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
     r3 = R3Mem.from_base(tiny_base(init_range=0.3), device="cpu", config=TINY_MEMORY)
@@ -66,6 +67,7 @@ def test_training_reduces_reconstruction_loss(tmp_path, data, monkeypatch):
     assert sum(rec[-5:]) / 5 < 0.9 * sum(rec[:5]) / 5, rec
 
 
+@pytest.mark.slow  # trains tiny runs; `make test-unit` keeps test_resume_is_exact for the loop
 def test_longer_windows_train_and_resume(tmp_path, data, monkeypatch):
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
     train(_config(tmp_path, data, steps=2, window_segments=3), _fresh(), log=lambda _: None)
@@ -136,6 +138,7 @@ def test_config_base_is_read_first_and_overridden(tmp_path):
     assert "base" not in cfg.to_json()
 
 
+@pytest.mark.slow  # trains tiny runs; `make test-unit` keeps test_resume_is_exact for the loop
 def test_resume_without_optimizer_moments_continues(tmp_path, data, monkeypatch):
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
     train(_config(tmp_path, data, steps=3, warmup_steps=3), _fresh(), log=lambda _: None)
@@ -160,6 +163,7 @@ def test_shipped_configs_parse(path):
     assert cfg.out_dir.startswith("runs/") and cfg.w_rec > 0
 
 
+@pytest.mark.slow  # trains tiny runs; `make test-unit` keeps test_resume_is_exact for the loop
 def test_resume_redoes_steps_past_the_saved_state_once(tmp_path, data, monkeypatch):
     """A kill after a step that ran but was not saved: the resumed log lists that step once."""
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
@@ -173,6 +177,7 @@ def test_resume_redoes_steps_past_the_saved_state_once(tmp_path, data, monkeypat
     assert 9.9 not in [r["rec"] for r in rows if "rec" in r]
 
 
+@pytest.mark.slow  # trains tiny runs; `make test-unit` keeps test_resume_is_exact for the loop
 def test_scheduled_sampling_trains_and_resumes_exactly(tmp_path, data, monkeypatch):
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
     kw = dict(rec_own_prefix=0.5, w_hier=0.0, w_cyc=0.0)
@@ -217,6 +222,7 @@ def test_guided_validation_is_the_pool_guided_greedy_expansion(tmp_path, data, m
     assert {"guided_acc_r4", "guided_acc_r8"} <= set(val)
 
 
+@pytest.mark.slow  # trains tiny runs; `make test-unit` keeps test_resume_is_exact for the loop
 def test_resume_logs_what_the_config_changed(tmp_path, data, monkeypatch):
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
     train(_config(tmp_path, data, steps=1, eval_every=100), _fresh(), log=lambda _: None)
@@ -241,6 +247,7 @@ def test_a_time_limit_stops_cleanly_with_the_state_saved(tmp_path, data, monkeyp
     assert [r["step"] for r in rows if "rec" in r] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # spawns an `r3mem` process
 def test_cli_refuses_a_time_limit_that_is_not_positive(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'out_dir = "{tmp_path / "new"}"\nsteps = 5\n')
