@@ -16,7 +16,7 @@ def test_default_model_loads_from_cache_fast(real):
     elapsed = time.perf_counter() - t0
     assert base.name == DEFAULT_MODEL and base.fingerprint == real.base.fingerprint
     assert base.model.config.hidden_size == 576 and base.model.config.num_hidden_layers == 30
-    assert elapsed < 10  # generous: the figure that matters is in the README's bench table
+    assert elapsed < 10  # generous: the figure that matters is in docs/decoding.md's speed table
 
 
 def test_tokenizer_round_trips_text_exactly(real):
