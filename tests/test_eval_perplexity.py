@@ -96,3 +96,16 @@ def test_short_text_and_bad_budget_are_refused(tiny, tmp_path):
     convs.write_text('[{"sample_id": "conv-1", "conversation": {}}]')
     with pytest.raises(InvalidInput, match="no conversation"):
         perplexity.load_texts(f"{convs}#conv-0")
+
+
+def test_verbatim_level_keeps_the_newest_tokens_inside_the_budget(tiny):
+    from r3mem.context_lm import memory_prefix
+    from r3mem.context_memory import ContextConfig, ContextReader
+
+    reader = ContextReader(tiny.network.hidden_size, ContextConfig(verbatim=4))
+    history = tiny.tokenize(CORPUS)[:80]
+    prefix = memory_prefix(tiny.network, reader, history, 12)
+    assert prefix.shape[1] <= 12
+    newest = tiny.network.embed(torch.tensor(history[-4:])).float()
+    assert torch.equal(prefix[0, -4:], newest), "the finest level is the text itself"
+    assert prefix.shape[1] > 4, "older text is still compressed beside it"

@@ -49,6 +49,34 @@ def context_vectors(net: MemoryNetwork, reader: ContextReader, snapshots: Tensor
     return reader(vectors, levels.to(vectors.device), embedding_table(net.causal_lm).detach())
 
 
+def assemble_prefix(net: MemoryNetwork, reader: ContextReader, snapshots: Tensor, recent: Sequence[int],
+                    budget: int) -> Tensor:
+    """(1, ≤budget, d): compressed blocks of the older segments, then the newest tokens verbatim.
+
+    `recent` are the history's last tokens; the reader's `verbatim` of them are kept as token
+    embeddings when the budget leaves room for at least one compressed block beside them.
+    """
+    slots = reader.config.slots
+    keep = min(reader.config.verbatim, len(recent), max(0, budget - slots) if len(snapshots) else budget)
+    parts = []
+    if len(snapshots):
+        parts.append(context_vectors(net, reader, snapshots, budget - keep))
+    if keep:
+        ids = torch.tensor(list(recent)[len(recent) - keep :], device=net.initial_memory.device)
+        parts.append(net.embed(ids).float())
+    if not parts:
+        return torch.zeros(1, 0, net.hidden_size, device=net.initial_memory.device)
+    return torch.cat(parts).unsqueeze(0)
+
+
+def memory_prefix(net: MemoryNetwork, reader: ContextReader, history: Sequence[int], budget: int) -> Tensor:
+    """(1, ≤budget, d): the context memory of `history`, its recurrence begun at the history's start."""
+    keep = min(reader.config.verbatim, max(0, budget - reader.config.slots))
+    older = list(history)[: len(history) - keep]
+    snapshots = write_snapshots(net, [older], reader.config.slots, net.config.segment_len)[0]
+    return assemble_prefix(net, reader, snapshots, history, budget)
+
+
 def base_hidden(net: MemoryNetwork, prefix: Tensor | None, ids: Tensor) -> Tensor:
     """Final hidden states (B, P+T, d) of the plain base LM (no adapter) on [prefix ; ids].
 

@@ -43,12 +43,18 @@ class ContextConfig:
     slots: int = 8
     # Block coarseness levels the reader tells apart (a block covers up to 2**(levels-1) segments).
     levels: int = 12
+    # The finest level of the hierarchy is the text itself: the newest `verbatim` tokens before the
+    # raw window are kept as their own token embeddings (ratio 1) inside the memory's budget, and
+    # only older text is compressed. 0 compresses everything.
+    verbatim: int = 0
 
     def __post_init__(self) -> None:
         if self.slots < 1:
             raise InvalidInput(f"context config: slots must be >= 1, got {self.slots}")
         if self.levels < 1:
             raise InvalidInput(f"context config: levels must be >= 1, got {self.levels}")
+        if self.verbatim < 0:
+            raise InvalidInput(f"context config: verbatim must be >= 0, got {self.verbatim}")
 
 
 def block_sizes(n_segments: int, n_blocks: int) -> list[int]:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from r3mem.api import R3Mem
-from r3mem.context_lm import context_vectors
+from r3mem.context_lm import assemble_prefix
 from r3mem.errors import InvalidInput
 
 
@@ -37,7 +37,7 @@ class LongContext:
         """Add text; segments that no longer fit the raw tail are folded into memory."""
         self.raw.extend(self.r3.tokenize(text))
         seg = self.r3.config.segment_len
-        while len(self.raw) - self.tail >= seg:
+        while len(self.raw) - self.tail - self.r3.context_reader.config.verbatim >= seg:
             self._fold(self.raw[:seg])
             del self.raw[:seg]
 
@@ -54,8 +54,9 @@ class LongContext:
         """(1, ≤budget, d) memory vectors for the reader, or None while nothing is folded."""
         if not self.snapshots:
             return None
-        vectors = context_vectors(self.r3.network, self.r3.context_reader, torch.stack(self.snapshots), self.budget)
-        return vectors.unsqueeze(0)
+        recent = self.raw[: len(self.raw) - self.tail]  # folded text's newest tokens, before the raw tail
+        return assemble_prefix(self.r3.network, self.r3.context_reader, torch.stack(self.snapshots), recent,
+                               self.budget)
 
     @torch.no_grad()
     def generate(self, prompt: str = "", max_new_tokens: int = 64) -> str:

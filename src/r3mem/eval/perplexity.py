@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from r3mem.api import R3Mem
-from r3mem.context_lm import context_vectors, target_nll, write_snapshots
+from r3mem.context_lm import memory_prefix, target_nll
 from r3mem.errors import InvalidInput
 from r3mem.eval.common import DEFAULT_DATA, EvalResult, add_common_arguments
 from r3mem.retention_data import HELD_OUT_BOOKS, HELD_OUT_CONVERSATIONS, conversation_stream
@@ -96,10 +96,8 @@ def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
 
 def _memory_prefix(r3: R3Mem, ids: list[int], start: int, end: int, budget: int) -> torch.Tensor:
     """(1, ≤budget, d) memory of ids[start:end], its recurrence begun at `start`."""
-    slots, seg = r3.context_reader.config.slots, r3.config.segment_len
-    snapshots = write_snapshots(r3.network, [ids[start:end]], slots, seg)[0]
     with torch.no_grad():
-        return context_vectors(r3.network, r3.context_reader, snapshots, budget).unsqueeze(0)
+        return memory_prefix(r3.network, r3.context_reader, ids[start:end], budget)
 
 
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from r3mem.api import R3Mem
-from r3mem.context_lm import base_hidden, context_vectors, write_snapshots
+from r3mem.context_lm import base_hidden, memory_prefix
 from r3mem.context_memory import ContextConfig, ContextReader
 from r3mem.errors import InvalidInput
 from r3mem.retention_data import held_out_split
@@ -48,6 +48,7 @@ class DistillConfig:
     lr: float = 5e-4
     warmup_steps: int = 20
     budget: int = 64  # k: memory positions, as the benchmark's --memory-tokens
+    verbatim: int = 0  # newest history tokens kept verbatim inside the budget (ContextConfig.verbatim)
     # Raw tokens the student reads after the memory. Shorter than the benchmark's W - k so the
     # memory's share of the signal is larger and a step is cheaper; the LM reads any length.
     tail: int = 192
@@ -117,7 +118,6 @@ def distill_loss(r3: R3Mem, reader: ContextReader, cfg: DistillConfig, ids: list
     """
     net, seg_len, device = r3.network, r3.config.segment_len, r3.device
     history, rest = ids[: n_seg * seg_len], ids[n_seg * seg_len :]  # rest = tail + target
-    snapshots = write_snapshots(net, [history], reader.config.slots, seg_len)[0]
     lm_head = net.causal_lm.lm_head
     with torch.no_grad():
         full = base_hidden(net, None, torch.tensor([ids], device=device))  # (1, H+R, d)
@@ -125,7 +125,7 @@ def distill_loss(r3: R3Mem, reader: ContextReader, cfg: DistillConfig, ids: list
         window = base_hidden(net, None, torch.tensor([history[-cfg.budget :] + rest[:-1]], device=device))
         baseline = lm_head(window[0, -cfg.target + 1 :]).float().log_softmax(-1)
         kl_window = F.kl_div(baseline, teacher, log_target=True, reduction="batchmean").item()
-    prefix = context_vectors(net, reader, snapshots, cfg.budget).unsqueeze(0)  # (1, k', d)
+    prefix = memory_prefix(net, reader, history, cfg.budget)  # (1, k', d)
     hidden = base_hidden(net, prefix, torch.tensor([rest[:-1]], device=device))  # (1, k'+R-1, d)
     student = lm_head(hidden[0, -cfg.target + 1 :]).float().log_softmax(-1)  # (target-1, V)
     return F.kl_div(student, teacher, log_target=True, reduction="batchmean"), kl_window
@@ -135,7 +135,7 @@ def train(cfg: DistillConfig, r3: R3Mem, log=print, stop_after_s: float | None =
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts, _ = held_out_split(Path(cfg.data_dir), r3.tokenize)
-    reader = ContextReader(r3.network.hidden_size, ContextConfig()).to(r3.device)
+    reader = ContextReader(r3.network.hidden_size, ContextConfig(verbatim=cfg.verbatim)).to(r3.device)
     optimizer = torch.optim.AdamW(reader.parameters(), lr=cfg.lr, weight_decay=0.0)
     start = 0
     if (out / "state" / "trainer.json").is_file():
