@@ -7,8 +7,9 @@ from tests.embedders import HashEmbedder
 
 import r3mem.cli
 from r3mem import reader
+from r3mem.answers import GroundedAnswer, Source
 from r3mem.cli import main
-from r3mem.eval import locomo
+from r3mem.eval import answering, locomo
 from r3mem.store import MemoryStore, memory_store
 from r3mem.store.recall import DEFAULT_METHOD
 
@@ -59,7 +60,18 @@ def calls(monkeypatch, tiny):
         log.append((question, context))
         return gold[question] if gold[question] in context else "nothing"
 
+    def grounded(r3, question, evidence):
+        """The grounded reader's fake: the gold when a recalled turn holds it, else an abstention."""
+        log.append((question, "\n".join(e.text for e in evidence)))
+        holding = [e for e in evidence if gold[question] in e.text]
+        if not holding:
+            return GroundedAnswer(None, True, 0.1, [Source(e.id, e.text, None) for e in evidence])
+        start = holding[0].text.index(gold[question])
+        return GroundedAnswer(gold[question], False, 0.9,
+                              [Source(holding[0].id, holding[0].text, (start, start + len(gold[question])))])
+
     monkeypatch.setattr(reader, "answer_from_text", from_text)
+    monkeypatch.setattr(answering, "answer_question", grounded)
     monkeypatch.setattr(memory_store, "default_embedder", HashEmbedder)
     return log
 
@@ -106,7 +118,7 @@ def test_recall_at_k_and_f1_by_hand(data, tmp_path, calls):
     assert row(result, "bm25", "all")["recall_at_k"] == 0.75
     assert row(result, "bm25", 2)["f1"] == 1.0  # the gold "the Alps" was in the recalled turn
     assert row(result, "bm25", "all")["n"] == 3
-    assert [r["category"] for r in result["rows"]] == [1, 2, 5, "all"]
+    assert [r["category"] for r in result["rows"]] == [1, 2, 5, "1-4", "all"]
 
 
 def test_every_retrieval_method_is_the_stores_recall(data, tmp_path, calls, monkeypatch):
@@ -133,8 +145,9 @@ def test_answers_limit_and_reused_stores(data, tmp_path, calls):
 def test_rows_fields_limit_and_plot(data, tmp_path, calls):
     plot = tmp_path / "locomo.png"
     result = run_locomo(data, tmp_path, "--limit", "1", "--methods", "r3mem,full_context", "--plot", str(plot))
-    assert list(result["rows"][0]) == ["method", "category", "recall_at_k", "recall_at_10", "f1", "context_tokens",
-                                       "add_p50_ms", "recall_p50_ms", "recall_p95_ms", "n", "answered"]
+    assert list(result["rows"][0]) == ["method", "category", "recall_at_k", "recall_at_10", "f1", "exact_match",
+                                       "abstained", "context_tokens", "add_p50_ms", "recall_p50_ms", "recall_p95_ms",
+                                       "n", "answered"]
     r3 = row(result, "r3mem", "all")
     assert r3["n"] == 2 and r3["add_p50_ms"] > 0 and r3["recall_p95_ms"] >= r3["recall_p50_ms"] > 0
     full = row(result, "full_context", "all")
@@ -158,3 +171,18 @@ def test_memory_only_turns_are_recalled_by_what_their_memories_give_back(data, t
     for method in ("r3mem", "bm25", "dense", "bm25_dense"):
         all_row = row(result, method, "all")
         assert all_row["recall_at_k"] is not None and all_row["answered"] == 0
+
+
+def test_grounded_answers_abstain_where_free_generation_answers(data, tmp_path, calls):
+    result = run_locomo(data, tmp_path, "--methods", "r3mem,r3mem_free", "--top-k", "6")
+    assert row(result, "r3mem", 5)["abstained"] == 1.0  # "a secret" is in no turn: nothing to ground
+    assert row(result, "r3mem_free", 5)["abstained"] == 0.0  # the fake free reader answers "nothing"
+    # of the four answerable ones, only "Where do they walk?" (answer 7, in no turn) is abstained on
+    assert row(result, "r3mem", "1-4")["abstained"] == 0.25 and row(result, "r3mem", "1-4")["n"] == 4
+    assert row(result, "r3mem", 2)["f1"] == row(result, "r3mem", 2)["exact_match"] == 1.0
+    assert row(result, "r3mem", "all")["recall_at_k"] == row(result, "r3mem_free", "all")["recall_at_k"]
+
+
+def test_every_nth_question_reaches_the_last_category():
+    assert [q.category for q in locomo.questions(CONV_A, None, every=2)] == [1, 5]
+    assert [q.category for q in locomo.questions(CONV_A, 1, every=2)] == [1]

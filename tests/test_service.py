@@ -171,7 +171,10 @@ def test_add_get_recall_update_history_delete(service):
     assert hits and {h["id"] for h in hits} <= {r["id"] for r in records}
     assert all(h["text_source"] == "stored" for h in hits)
     answer = client.post("/v1/ask", headers=alice, json={"namespace": {"user": "alice"}, "question": "Cat?"})
-    assert answer.status_code == 200 and set(answer.json()) == {"answer", "record_ids"}
+    assert answer.status_code == 200 and set(answer.json()) == {"answer", "abstained", "confidence", "sources"}
+    got = answer.json()
+    assert got["abstained"] == (got["answer"] is None) and 0 <= got["confidence"] <= 1
+    assert {s["id"] for s in got["sources"]} <= {r["id"] for r in records}
     patched = client.patch(f"/v1/memories/{doc['id']}", headers=alice,
                            json={"namespace": {"user": "alice"}, "metadata": {"source": "edited"}}).json()
     assert patched["metadata"] == {"source": "edited"} and patched["text"] == ALICE_TEXT

@@ -16,13 +16,22 @@ from r3mem.api import R3Mem
 INSTRUCTION = "Answer the question with a short phrase. Do not explain."
 
 
-def _chat_ids(r3: R3Mem, user: str) -> list[int]:
-    messages = [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": user}]
+def _chat_ids(r3: R3Mem, user: str, instruction: str = INSTRUCTION) -> list[int]:
+    messages = [{"role": "system", "content": instruction}, {"role": "user", "content": user}]
     tok = r3.tokenizer
     if getattr(tok, "chat_template", None):
         encoded = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
         return list(cast(BatchEncoding, encoded)["input_ids"])  # return_dict=True gives a BatchEncoding
-    return r3.tokenize(f"{INSTRUCTION}\n{user}\nAnswer:")
+    return r3.tokenize(f"{instruction}\n{user}\nAnswer:")
+
+
+def question_prompt(r3: R3Mem, context: str, question: str, max_context_tokens: int = 1536,
+                    instruction: str = INSTRUCTION) -> list[int]:
+    """The reader's prompt ids: `context` (its last `max_context_tokens`) beside the question, or
+    the question alone when `context` is empty."""
+    ctx_ids = r3.tokenize(context)[-max_context_tokens:] if context else []
+    user = (f"Context:\n{r3.detokenize(ctx_ids)}\n\nQuestion: {question}" if ctx_ids else f"Question: {question}")
+    return _chat_ids(r3, user, instruction)
 
 
 def _settings(r3: R3Mem, max_new_tokens: int) -> GenerationConfig:
@@ -43,9 +52,7 @@ def _first_line(text: str) -> str:
 
 @torch.no_grad()
 def _answer(r3: R3Mem, context: str, question: str, max_new_tokens: int, max_context_tokens: int) -> str:
-    ctx_ids = r3.tokenize(context)[-max_context_tokens:] if context else []
-    user = (f"Context:\n{r3.detokenize(ctx_ids)}\n\nQuestion: {question}" if ctx_ids else f"Question: {question}")
-    ids = torch.tensor([_chat_ids(r3, user)], device=r3.device)
+    ids = torch.tensor([question_prompt(r3, context, question, max_context_tokens)], device=r3.device)
     with r3.network.adapter(None):
         out = r3.network.causal_lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                             generation_config=_settings(r3, max_new_tokens))
@@ -56,16 +63,6 @@ def answer_from_text(r3: R3Mem, context: str, question: str, max_new_tokens: int
                      max_context_tokens: int = 1536) -> str:
     """The base model (adapters off) reads `context` (truncated from the left) and answers."""
     return _first_line(_answer(r3, context, question, max_new_tokens, max_context_tokens))
-
-
-def reply(r3: R3Mem, memories: str, message: str, max_new_tokens: int = 64) -> str:
-    """A chat reply: the QA prompt over recalled memories, whole rather than its first line.
-
-    A 135M model follows context placed beside the question more reliably than a persona
-    prompt (probed on four recall questions: answers held the fact in 4 of 4 this way,
-    2 of 4 with "assistant with memory of past conversations" as the system prompt).
-    """
-    return _answer(r3, memories, message, max_new_tokens, 1024).strip() or "(no reply)"
 
 
 @torch.no_grad()

@@ -96,7 +96,12 @@ class StoreCommands:
         method = {"method": args.method} if args.method else {}
         answer = store.ask(" ".join(args.question), ns, top_k=args.top_k, beams=args.beams, samples=args.samples,
                            guidance=args.guidance, **method)
-        _print({"answer": answer.answer, "record_ids": answer.record_ids})
+        if args.json:
+            _print(answer.as_dict())
+            return
+        from r3mem.answers import describe
+
+        print(describe(answer))
 
     def get(self, args):
         store, ns = self._store(args)
@@ -224,6 +229,9 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
                             f"nearest the memory kept (0-{MAX_SAMPLES}; default {DEFAULT_SAMPLES}: the top beam)")
         p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                        help=f"memory-only records' reconstructions: {GUIDANCE_HELP}")
+        if name == "ask":
+            p.add_argument("--json", action="store_true",
+                           help="print {answer, abstained, confidence, sources: [{id, text, span}]}")
         if name == "recall":
             p.add_argument("--level", help="only records of this level")
             p.add_argument("--where", action="append", metavar="KEY=VALUE",

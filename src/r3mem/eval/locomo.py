@@ -5,7 +5,9 @@ Each conversation gets a FRESH store (an SQLite file of its own), filled turn by
 (plus the caption of an image it shares), with its `dia_id` in the record's metadata. Every
 retrieval method is then `MemoryStore.recall(method=...)` on that store:
 
-- `r3mem`: the store's default recall (`r3mem.store.recall.DEFAULT_METHOD`), whatever it is.
+- `r3mem`: the store's default recall (`r3mem.store.recall.DEFAULT_METHOD`), whatever it is,
+  answered as `MemoryStore.ask` answers: grounded, or abstaining (`r3mem.eval.answering`).
+- `r3mem_free`: the same recall, answered by the free-generation reader as every baseline is.
 - `bm25`, `dense`, `bm25_dense`: the store's lexical index, its MiniLM vectors, and their
   reciprocal-rank fusion.
 - `full_context`: the whole conversation as text (the reader keeps its last window).
@@ -29,18 +31,19 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from r3mem import reader
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
+from r3mem.eval.answering import answer
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
-from r3mem.eval.metrics import percentile, recall_at_k, squad_f1
+from r3mem.eval.metrics import percentile, recall_at_k
 from r3mem.eval.qa import READER_WINDOW, parse_methods
-from r3mem.store import MemoryStore, Namespace
+from r3mem.store import Hit, MemoryStore, Namespace
 from r3mem.store.location import open_backend
 from r3mem.store.recall import DEFAULT_METHOD
 
-METHODS = ("r3mem", "bm25", "dense", "bm25_dense", "full_context", "no_memory")
-RETRIEVAL = {"r3mem": DEFAULT_METHOD, "bm25": "bm25", "dense": "dense", "bm25_dense": "bm25_dense"}
+METHODS = ("r3mem", "r3mem_free", "bm25", "dense", "bm25_dense", "full_context", "no_memory")
+RETRIEVAL = {"r3mem": DEFAULT_METHOD, "r3mem_free": DEFAULT_METHOD, "bm25": "bm25", "dense": "dense",
+             "bm25_dense": "bm25_dense"}
 DEEP_K = 10  # recall_at_10
 NAMESPACE = Namespace(user="locomo")
 
@@ -49,8 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, "locomo/locomo_dev.json")
     parser.set_defaults(limit=20)
     parser.add_argument("--conversations", type=int, help="use only the first K conversations (default: all)")
+    parser.add_argument("--only", help="use only these conversations (comma-separated sample ids, e.g. the ones "
+                        "no threshold was fitted on: conv-41,conv-42,conv-43)")
     parser.add_argument("--top-k", type=int, default=5, help="turns recalled per question")
     parser.add_argument("--ratio", type=float, default=4, help="compression ratio of the turn memories")
+    parser.add_argument("--every", type=int, default=1, help="keep every N-th question of each conversation "
+                        "before --limit (LoCoMo lists its questions by category, category 5 last)")
     parser.add_argument("--answers", type=int, help="answer only the first N questions of each conversation "
                         "(recall is measured on all of --limit; default: answer all)")
     parser.add_argument("--no-text", action="store_true", help="add every turn memory-only (store_text false): "
@@ -93,9 +100,9 @@ def turns(sample: dict) -> list[Turn]:
     return out
 
 
-def questions(sample: dict, limit: int | None) -> list[Question]:
+def questions(sample: dict, limit: int | None, every: int = 1) -> list[Question]:
     out = []
-    for qa in sample["qa"][:limit]:
+    for qa in sample["qa"][::every][:limit]:
         answer = qa["answer"] if "answer" in qa else qa.get("adversarial_answer", "")
         # A few upstream evidence entries hold several ids in one string ("D8:6; D9:17").
         evidence = [e for item in qa.get("evidence", []) for e in re.split(r"[;,\s]+", item) if e]
@@ -141,14 +148,16 @@ class Outcome:
     method: str
     category: int
     f1: float | None = None
+    exact_match: float | None = None
+    abstained: bool | None = None
     context_tokens: int = 0
     recall: float | None = None
     recall_deep: float | None = None
     recall_ms: float | None = None
 
 
-def recall_outcome(store: MemoryStore, method: str, q: Question, top_k: int) -> tuple[Outcome, list[str]]:
-    """One timed recall through the store; the outcome and the top-k turns' texts in time order."""
+def recall_outcome(store: MemoryStore, method: str, q: Question, top_k: int) -> tuple[Outcome, list[Hit]]:
+    """One timed recall through the store; the outcome and the top-k turns in time order."""
     start = time.perf_counter()
     hits = store.recall(q.question, NAMESPACE, top_k=max(top_k, DEEP_K), method=RETRIEVAL[method],
                         reconstruct=False)  # a memory-only turn's text is not needed to score recall
@@ -157,7 +166,7 @@ def recall_outcome(store: MemoryStore, method: str, q: Question, top_k: int) -> 
     if q.evidence:
         outcome.recall = recall_at_k(found, q.evidence, top_k)
         outcome.recall_deep = recall_at_k(found, q.evidence, DEEP_K)
-    return outcome, [h.text for h in sorted(hits[:top_k], key=lambda h: h.record.created_at)]
+    return outcome, sorted(hits[:top_k], key=lambda h: h.record.created_at)
 
 
 def run_conversation(r3: R3Mem, store: MemoryStore | None, methods: list[str], records: list[Turn], qs: list[Question],
@@ -168,14 +177,16 @@ def run_conversation(r3: R3Mem, store: MemoryStore | None, methods: list[str], r
     for n, q in enumerate(qs):
         for method in methods:
             context = full_text if method == "full_context" else ""
+            hits: list[Hit] = []
             if method in RETRIEVAL and store is not None:
-                outcome, texts = recall_outcome(store, method, q, args.top_k)
-                context = "\n".join(texts)
+                outcome, hits = recall_outcome(store, method, q, args.top_k)
+                context = "\n".join(h.text for h in hits)
             else:
                 outcome = Outcome(method, q.category)
             if (args.answers is None or n < args.answers) and not args.no_text:
                 outcome.context_tokens = min(len(r3.tokenize(context)), READER_WINDOW) if context else 0
-                outcome.f1 = squad_f1(reader.answer_from_text(r3, context, q.question), [q.answer])
+                scored = answer(r3, method, q.question, q.answer, context, hits)
+                outcome.f1, outcome.exact_match, outcome.abstained = scored.f1, scored.exact_match, scored.abstained
             outcomes.append(outcome)
             bar.update(1)
     return outcomes
@@ -187,18 +198,19 @@ def _mean(values: list) -> float | None:
 
 
 def summarise(method: str, outcomes: list[Outcome], add_ms: list[float]) -> list[dict]:
-    """One row per category present, then `all`."""
+    """One row per category present, then `1-4` (the answerable ones), then `all`."""
     outcomes = [o for o in outcomes if o.method == method]
     rows = []
-    for category in [*sorted({o.category for o in outcomes}), "all"]:
-        group = [o for o in outcomes if category in ("all", o.category)]
+    for category in [*sorted({o.category for o in outcomes}), "1-4", "all"]:
+        group = [o for o in outcomes if category in ("all", o.category) or (category == "1-4" and o.category != 5)]
         answered = [o for o in group if o.f1 is not None]
         recall_ms = [o.recall_ms for o in group if o.recall_ms is not None]
         timed = method in RETRIEVAL and bool(add_ms)
         rows.append({
             "method": method, "category": category,
             "recall_at_k": _mean([o.recall for o in group]), "recall_at_10": _mean([o.recall_deep for o in group]),
-            "f1": _mean([o.f1 for o in answered]),
+            "f1": _mean([o.f1 for o in answered]), "exact_match": _mean([o.exact_match for o in answered]),
+            "abstained": _mean([o.abstained for o in answered]),
             "context_tokens": _mean([o.context_tokens for o in answered]),
             "add_p50_ms": percentile(add_ms, 50) if timed else None,
             "recall_p50_ms": percentile(recall_ms, 50) if recall_ms else None,
@@ -210,8 +222,10 @@ def summarise(method: str, outcomes: list[Outcome], add_ms: list[float]) -> list
 
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
     samples = load_locomo(require_path(args.data), args.conversations)
+    if args.only:
+        samples = [s for s in samples if s.get("sample_id") in args.only.split(",")]
     methods = parse_methods(args.methods, METHODS)
-    work = [(s.get("sample_id", str(i)), turns(s), questions(s, args.limit)) for i, s in enumerate(samples)]
+    work = [(s.get("sample_id", str(i)), turns(s), questions(s, args.limit, args.every)) for i, s in enumerate(samples)]
     bar = tqdm(total=sum(len(qs) for _, _, qs in work) * len(methods), desc="locomo", unit="answer")
     outcomes: list[Outcome] = []
     add_ms: list[float] = []

@@ -177,11 +177,11 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
 
 @router.post("/ask")
 async def ask(body: AskRequest, key: Caller, store: Store, worker: Worker) -> AnswerOut:
-    """Recall, then answer the question from the recalled records' texts."""
+    """Recall, then answer from the recalled records' texts only (grounded), or abstain."""
     namespace = authorize(key, body.namespace.value())
     answer = await worker.run(store.ask, body.question, namespace, top_k=body.top_k, method=body.method,
                               beams=body.beams, samples=body.samples, guidance=body.guidance)
-    return AnswerOut(answer=answer.answer, record_ids=answer.record_ids)
+    return AnswerOut.model_validate(answer.as_dict())
 
 
 @router.get("/stats")

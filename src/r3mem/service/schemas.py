@@ -141,9 +141,21 @@ class HitsOut(BaseModel):
     hits: list[HitOut]
 
 
+class SourceOut(BaseModel):
+    id: str
+    text: str
+    span: list[int] | None = Field(description="[start, end): the characters of text holding the answer; null for "
+                                   "a closest record named when abstaining")
+
+
 class AnswerOut(BaseModel):
-    answer: str
-    record_ids: list[str] = Field(description="the recalled records the answer was read from")
+    """A grounded answer: read from the recalled records and located in one, or an abstention."""
+
+    answer: str | None = Field(description="null when nothing remembered answers the question")
+    abstained: bool
+    confidence: float = Field(description="estimated probability that the answer is right (0 to 1)")
+    sources: list[SourceOut] = Field(description="the record and span supporting the answer; when abstaining, "
+                                     "the closest records")
 
 
 class EventOut(BaseModel):

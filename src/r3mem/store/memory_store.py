@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from r3mem.store.recall import (
 )
 from r3mem.store.record import LEVELS, Record
 
+if TYPE_CHECKING:
+    from r3mem.answers import Source
+
 DOCUMENT_LEVELS = ("document", "paragraph", "sentence", "entity")
 MAX_TEXT_CHARS = 200_000  # one add; longer histories go in several adds (or a file per document)
 MAX_METADATA_BYTES = 16_384
@@ -66,9 +69,23 @@ class Hit:
 
 @dataclass(frozen=True)
 class Answer:
-    answer: str
-    record_ids: list[str]
+    """A grounded answer (`r3mem.answers`): None and `abstained` when no recalled record supports
+    one, and then `sources` are the closest records, without spans. `hits` are all recalled."""
+
+    answer: str | None
+    abstained: bool
+    confidence: float
+    sources: list[Source]
     hits: list[Hit]
+
+    @property
+    def record_ids(self) -> list[str]:
+        return [hit.record.id for hit in self.hits]
+
+    def as_dict(self) -> dict:
+        """The public shape, as `r3mem ask --json` prints it and `/v1/ask` returns it."""
+        return {"answer": self.answer, "abstained": self.abstained, "confidence": self.confidence,
+                "sources": [source.as_dict() for source in self.sources]}
 
 
 def _check_metadata(metadata: dict | None) -> dict:
@@ -384,25 +401,31 @@ class MemoryStore:
 
     def ask(self, question: str, namespace: Namespace, top_k: int = 3, method: str = DEFAULT_METHOD,
             beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> Answer:
-        """Answer from the default instruct model, reading the recalled records' texts."""
-        from r3mem.reader import answer_from_text
+        """Answer from the recalled records' texts only, or abstain (`r3mem.answers`)."""
+        from r3mem.answers import Evidence, answer_question
 
         _check_text(question, "question")
         hits = self.recall(question, namespace, top_k=top_k, method=method, beams=beams, samples=samples,
                            guidance=guidance)
-        context = "\n".join(hit.text for hit in hits)
-        answer = answer_from_text(self.encoder.r3, context, question)
-        return Answer(answer, [hit.record.id for hit in hits], hits)
+        got = answer_question(self.encoder.r3, question, [Evidence(h.record.id, h.text, h.score) for h in hits])
+        return Answer(got.answer, got.abstained, got.confidence, got.sources, hits)
 
     def chat(self, message: str, namespace: Namespace, top_k: int = 3) -> Answer:
-        """One assistant turn that remembers: recall, reply, then store both turns."""
-        from r3mem.reader import reply
+        """One assistant turn that remembers: a question is answered from the recalled records (never
+        the assistant's own earlier replies) in the second person, or the reply says nothing
+        remembered answers it; anything else is acknowledged. Both turns are then stored."""
+        from r3mem.answers import Evidence, answer_question, phrasing
 
         _check_text(message, "message")
-        hits = self.recall(message, namespace, top_k=top_k) if self.backend.find(namespace, limit=1) else []
-        answer = reply(self.encoder.r3, "\n".join(hit.text for hit in hits), message)
-        self.add(namespace, messages=[{"role": "user", "content": message}, {"role": "assistant", "content": answer}])
-        return Answer(answer, [hit.record.id for hit in hits], hits)
+        hits: builtins.list[Hit] = []
+        got = answer_question(self.encoder.r3, message, [])  # abstains: nothing recalled yet
+        if phrasing.is_question(message) and self.backend.find(namespace, limit=1):
+            hits = [h for h in self.recall(message, namespace, top_k=top_k + 3)
+                    if not h.text.startswith("assistant:")][:top_k]
+            got = answer_question(self.encoder.r3, message, [Evidence(h.record.id, h.text, h.score) for h in hits])
+        text = phrasing.reply(got) if phrasing.is_question(message) else phrasing.ACKNOWLEDGE
+        self.add(namespace, messages=[{"role": "user", "content": message}, {"role": "assistant", "content": text}])
+        return Answer(text, got.abstained, got.confidence, got.sources, hits)
 
     # -- portability ----------------------------------------------------------------
     def export(self, namespace: Namespace, path: str | Path) -> int:

@@ -1,0 +1,95 @@
+"""Grounding: the record, and the character span in it, that an answer was read from.
+
+An answer is grounded in a source when the source holds it verbatim (case-insensitive, on word
+boundaries), or else when one window of the source holds all its content words that the question
+does not; the shortest such window over all sources is the span, and its text is the answer. An
+answer with no content word ("the", "yes") is never grounded: any text would hold it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_WORD = re.compile(r"\w+")
+_EDGE = " \t\n.,;:!?\"'()[]"
+_STOP = """
+a an the and or but if of to in on at by for with from about as into onto over under than then so
+is are was were be been being am do does did done has have had having will would shall should can could
+might must i me my mine myself you your yours yourself he him his she her hers it its we us our
+they them their this that these those there here what which who whom whose when where why how
+not no nor yes too very just also any some all both each more most other such own same only
+up down out off again once s t ll ve re d m o
+"""
+STOPWORDS = frozenset(_STOP.split())
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """`source` indexes the texts given to `ground`; `start:end` is the span in that text."""
+
+    source: int
+    start: int
+    end: int
+
+
+def words(text: str) -> list[re.Match[str]]:
+    return list(_WORD.finditer(text))
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words that carry meaning (stop words and the like left out), in order."""
+    return [w for w in (m.group(0).lower() for m in words(text)) if w not in STOPWORDS]
+
+
+def _verbatim(answer: str, texts: list[str]) -> Grounding | None:
+    pattern = re.compile(r"(?<!\w)" + re.escape(answer) + r"(?!\w)", re.IGNORECASE)
+    for n, text in enumerate(texts):
+        found = pattern.search(text)
+        if found:
+            return Grounding(n, found.start(), found.end())
+    return None
+
+
+def _shortest_window(needed: set[str], text: str) -> tuple[int, int] | None:
+    """Character span of the fewest consecutive words of `text` that hold every word in `needed`."""
+    tokens = words(text)
+    best: tuple[int, int] | None = None
+    count: dict[str, int] = {}
+    left = 0
+    for right, m in enumerate(tokens):
+        w = m.group(0).lower()
+        if w in needed:
+            count[w] = count.get(w, 0) + 1
+        while len(count) == len(needed):
+            if best is None or right - left < best[1] - best[0]:
+                best = (left, right)
+            lw = tokens[left].group(0).lower()
+            if lw in count:
+                count[lw] -= 1
+                if not count[lw]:
+                    del count[lw]
+            left += 1
+    return None if best is None else (tokens[best[0]].start(), tokens[best[1]].end())
+
+
+def ground(answer: str, texts: list[str], question: str = "") -> Grounding | None:
+    """Where in `texts` the answer is supported, or None when nothing holds it.
+
+    Words the question already holds are left out first: a small reader often restates the
+    question ("My dog is called Rex." for "What is my dog called?"), and the span is then "Rex".
+    """
+    answer = answer.strip(_EDGE)
+    own = set(content_words(answer))
+    if not own:
+        return None
+    needed = own - set(content_words(question)) or own
+    if needed == own:
+        verbatim = _verbatim(answer, texts)
+        if verbatim is not None:
+            return verbatim
+    spans = [(n, span) for n, text in enumerate(texts) if (span := _shortest_window(needed, text)) is not None]
+    if not spans:
+        return None
+    n, (start, end) = min(spans, key=lambda s: s[1][1] - s[1][0])
+    return Grounding(n, start, end)
