@@ -156,9 +156,10 @@ def train(cfg: DistillConfig, r3: R3Mem, log=print, stop_after_s: float | None =
             group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
         with torch.autocast(r3.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             loss, kl_window = distill_loss(r3, reader, cfg, list(text[begin : begin + width]), n_seg)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+        if loss.requires_grad:  # a history shorter than one segment past the verbatim level trains nothing
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
         row = {"step": step + 1, "segments": n_seg, "kl": round(loss.item(), 5), "kl_window": round(kl_window, 5),
                "step_s": round(time.perf_counter() - t0, 2)}
         logfile.write(json.dumps(row) + "\n")
