@@ -19,6 +19,7 @@ from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, che
 from r3mem.errors import CheckpointMismatch, InvalidInput
 from r3mem.memory_file import Memory
 from r3mem.memory_net import MemoryNetwork
+from r3mem.retrieval_key import KeyHead
 from r3mem.verify import Reconstruction, digest_rows
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "smollm2-135m-r3mem"
@@ -43,13 +44,15 @@ class R3Mem:
     """A memory network bound to its tokenizer, with the identity of what made it."""
 
     def __init__(self, base: BaseModel, network: MemoryNetwork, checkpoint_fingerprint: str,
-                 context_reader: ContextReader | None = None) -> None:
+                 context_reader: ContextReader | None = None, key_head: KeyHead | None = None) -> None:
         self.base = base
         self.network = network.eval()
         # Maps memory into the plain LM's input space for the long-context LM (r3mem.context_lm);
         # untrained (nearest-token prefix) when the checkpoint has none.
         reader = context_reader or ContextReader(network.hidden_size, ContextConfig())
         self.context_reader = reader.to(network.initial_memory.device).eval()
+        # The retrieval key trained for recall (r3mem.retrieval_key); None keys records by their memory.
+        self.key_head = key_head
         self.tokenizer = base.tokenizer
         self.checkpoint_fingerprint = checkpoint_fingerprint
 
@@ -92,12 +95,13 @@ class R3Mem:
         network = MemoryNetwork(base.model, config or MemoryConfig())
         if state is not None:
             network.load_trainable_state(state)
-        reader = None
+        reader, key_head = None, None
         if isinstance(checkpoint, Checkpoint) and checkpoint.path is not None:
             reader = ContextReader.load(checkpoint.path, network.hidden_size)
+            key_head = KeyHead.load(checkpoint.path)
         if os.environ.get("R3MEM_CONTEXT_READER"):  # a reader in training, beside the shipped weights
             reader = ContextReader.load(os.environ["R3MEM_CONTEXT_READER"], network.hidden_size)
-        return cls(base, network.to(pick_device(device)), fingerprint, reader)
+        return cls(base, network.to(pick_device(device)), fingerprint, reader, key_head)
 
     @property
     def trained(self) -> bool:

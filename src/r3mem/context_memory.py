@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -146,6 +147,6 @@ class ContextReader(nn.Module):
             config = ContextConfig(**json.loads((root / CONTEXT_CONFIG).read_text()))
             reader = cls(dim, config)
             reader.load_state_dict({k: v.float() for k, v in load_file(str(root / CONTEXT_FILE)).items()})
-        except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        except (OSError, ValueError, TypeError, RuntimeError, SafetensorError) as exc:
             raise CheckpointError(f"corrupt context reader in {root}: {exc}") from exc
         return reader

@@ -17,6 +17,7 @@ from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
 from r3mem.hierarchy import build_tree
 from r3mem.memory_file import Memory
+from r3mem.retrieval_key import encode_keys
 from r3mem.store.namespace import Namespace
 from r3mem.store.record import Record, encode_key, encode_memory, new_id
 
@@ -127,7 +128,19 @@ class RecordEncoder:
         return vector / max(float(np.linalg.norm(vector)), 1e-8)
 
     def query_key(self, query: str) -> np.ndarray:
+        """The question's key: the trained query head when the checkpoint has one, else its memory's."""
+        head = self.r3.key_head
+        if head is not None:
+            return encode_keys(self.r3.network, self.r3.tokenizer, head, [query], "query")[0]
         return self.key_of(self.memories([query])[0].snapshots)
+
+    def record_keys(self, texts: list[str], memories: list[Memory]) -> list[np.ndarray]:
+        """Each record's key: the trained record head over its text (one batched partial forward pass)
+        when the checkpoint has one, else its memory averaged (`key_of`)."""
+        head = self.r3.key_head
+        if head is None:
+            return [self.key_of(mem.snapshots) for mem in memories]
+        return list(encode_keys(self.r3.network, self.r3.tokenizer, head, texts, "record"))
 
     def records(self, units: list[Unit], namespace: Namespace, metadata: dict, store_text: bool,
                 defer: bool = False) -> list[Record]:
@@ -150,12 +163,13 @@ class RecordEncoder:
         """The records with their memories and keys written (same ids and times, fresh checksums)."""
         texts = texts if texts is not None else [r.text or "" for r in records]
         memories = self.memories(texts)
+        keys = self.record_keys(texts, memories)
         return [
             replace(record, memory=encode_memory(mem.snapshots, self.memory_dtype), memory_dtype=self.memory_dtype,
                     memory_shape=tuple(mem.snapshots.shape), segment_tokens=list(mem.token_counts),
-                    key=encode_key(self.key_of(mem.snapshots)), model_fingerprint=mem.model_fingerprint,
+                    key=encode_key(key), model_fingerprint=mem.model_fingerprint,
                     checkpoint_fingerprint=mem.checkpoint_fingerprint, memory_checksum="", checksum="")
-            for record, mem in zip(records, memories, strict=True)
+            for record, mem, key in zip(records, memories, keys, strict=True)
         ]
 
     def as_memory(self, record: Record) -> Memory:
