@@ -73,3 +73,22 @@ def test_store_keys_come_from_the_head_when_the_checkpoint_has_one(tiny, monkeyp
     records = encoder.record_keys(["I live in Lyon."], encoder.memories(["I live in Lyon."]))
     expected = encode_keys(tiny.network, tiny.tokenizer, head, ["I live in Lyon."], "record")[0]
     assert np.allclose(records[0], expected)
+
+
+def test_recall_rekeys_a_store_written_before_the_key_head(store, tiny, monkeypatch):
+    from r3mem.store.namespace import Namespace
+
+    alice, bob = Namespace(user="alice"), Namespace(user="bob")
+    store.add(alice, text="My dog is called Rex.")
+    store.add(alice, text="I live in Lyon.")
+    store.add(bob, text="My cat is called Luna.")
+    store.flush()
+    assert store.keys.get(alice, None)[1].shape[1] == tiny.network.hidden_size  # keyed by the memory
+    monkeypatch.setattr(tiny, "key_head", KeyHead(tiny.network.hidden_size, CONFIG))
+    scores = store._key_similarities("Where do I live?", alice, None, None)
+    assert len(scores) == len(store.list(alice)) >= 2
+    assert store.keys.get(alice, None)[1].shape[1] == CONFIG.dim
+    for record in store.list(alice):
+        record.verify()  # the rewritten key is covered by a fresh checksum
+    assert store.keys.get(bob, None)[1].shape[1] == tiny.network.hidden_size, "another namespace is untouched"
+    assert store.rekey(alice) == 0, "nothing left to rekey"

@@ -116,6 +116,12 @@ class StoreBackend(ABC):
         returns how many were written. Not an event: the record says the same as before."""
 
     @abstractmethod
+    def set_keys(self, records: list[Record]) -> int:
+        """Replace the retrieval keys (and record checksums) of written records, unless the record
+        changed or went meanwhile; returns how many were written. Not an event: what the record
+        says is unchanged, only how it is found."""
+
+    @abstractmethod
     def unindexed(self, namespace: Namespace) -> Iterator[list[Record]]:
         """Batches of the records inside `namespace` without an index row."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins  # `MemoryStore.list` shadows the builtin in annotations below it
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -40,7 +40,7 @@ from r3mem.store.recall import (
     check_method,
     query_likelihood,
 )
-from r3mem.store.record import LEVELS, Record
+from r3mem.store.record import LEVELS, Record, encode_key
 
 if TYPE_CHECKING:
     from r3mem.answers import Source
@@ -358,11 +358,39 @@ class MemoryStore:
 
     def _key_similarities(self, query: str, namespace: Namespace, level: str | None,
                           flt: RecallFilter | None) -> dict[str, float]:
-        """The memory key's cosine per record: the hook a retrieval-trained key plugs into."""
+        """The retrieval key's cosine per record. Keys another key head wrote are rewritten first
+        (`rekey`); a memory-only record whose key is stale (no text to key) scores 0."""
         self.flush(namespace)
         self._refuse_foreign(namespace)
+        query_key = self.encoder.query_key(query)
         ids, keys = self.keys.get(namespace, level, flt)
-        return dict(zip(ids, by_key(keys, self.encoder.query_key(query)).tolist(), strict=True)) if ids else {}
+        if ids and keys.shape[1] != len(query_key):
+            self.rekey(namespace)
+            ids, keys = self.keys.get(namespace, level, flt)
+        if not ids:
+            return {}
+        fresh = keys.shape[1] == len(query_key)
+        similarity = by_key(keys, query_key) if fresh else by_key(keys[:, : len(query_key)], query_key)
+        if not fresh:  # stale keys were padded to the widest; only those of the loaded width count
+            blobs = {r.id: len(r.key) // 2 for r in self.backend.fetch(ids, namespace)}
+            similarity = np.where([blobs.get(i) == len(query_key) for i in ids], similarity, 0.0)
+        return dict(zip(ids, similarity.tolist(), strict=True))
+
+    def rekey(self, namespace: Namespace) -> int:
+        """Rewrite the retrieval key of every text record in `namespace` whose key the loaded
+        checkpoint's key head did not write (after the checkpoint or its key changes); returns
+        how many were rewritten. Memory-only records keep their key: there is no text to key."""
+        self.flush(namespace)
+        width = len(self.encoder.query_key("?"))
+        stale = [r for r in self.backend.find(namespace) if r.text is not None and len(r.key) // 2 != width]
+        written = 0
+        for start in range(0, len(stale), 256):
+            batch = stale[start : start + 256]
+            keys = self.encoder.record_keys([r.text or "" for r in batch],
+                                            [self.encoder.as_memory(r) for r in batch])
+            written += self.backend.set_keys([replace(r, key=encode_key(k), checksum="")
+                                              for r, k in zip(batch, keys, strict=True)])
+        return written
 
     def _index_stragglers(self, namespace: Namespace) -> None:
         """Index records written without an index row (memory-only ones imported, or from before

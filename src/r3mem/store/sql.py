@@ -264,6 +264,17 @@ class SQLBackend(SearchQueries, StoreBackend):
                 self._bump(q)
         return written
 
+    def set_keys(self, records: list[Record]) -> int:
+        written = 0
+        with self._tx(write=True) as q:
+            for record in records:
+                cur = q(f"UPDATE records SET key = ?, checksum = ? WHERE id = ? AND {_WRITTEN} AND updated_at = ?",
+                        (record.key, record.checksum, record.id, record.updated_at))
+                written += cur.rowcount
+            if written:
+                self._bump(q)
+        return written
+
     def unindexed(self, namespace: Namespace) -> Iterator[list[Record]]:
         """Batches of the records in `namespace` that have no index row yet (memory-only, mostly)."""
         where, params = _where(namespace, prefix="r.")
