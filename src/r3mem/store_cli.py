@@ -1,4 +1,4 @@
-"""`r3mem add | recall | ask | get | list | update | delete | history | export | import | stats | chat`,
+"""`r3mem add | recall | ask | get | list | update | delete | history | export | import | stats | rekey | chat`,
 `r3mem key create`, `r3mem serve` and `r3mem bench-recall`.
 
 Each command is one `MemoryStore` call. The namespace is `--user/--agent/--session` on
@@ -137,6 +137,10 @@ class StoreCommands:
         store, ns = self._store(args)
         _print(store.stats(ns))
 
+    def rekey(self, args):
+        store, ns = self._store(args)
+        _print({"rekeyed": store.rekey(ns)})
+
     def bench_recall(self, args):
         import tempfile
         from pathlib import Path
@@ -260,6 +264,7 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
     p = command("import", cmds.import_, "add an archive's records (all or none) within the namespace")
     p.add_argument("path")
     command("stats", cmds.stats, "record counts and bytes")
+    command("rekey", cmds.rekey, "rewrite the namespace's retrieval keys after the checkpoint's key changes")
     p = command("key", cmds.key_create, "create an API key for the service, scoped to the namespace")
     p.add_argument("action", choices=("create",))
     p.add_argument("--label", help="a note to tell keys apart")
