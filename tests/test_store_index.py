@@ -161,3 +161,17 @@ def test_bad_recall_filter_arguments(indexed):
         indexed.recall("x", ALICE, filters={"cook": "bob"})
     with pytest.raises(InvalidInput):
         indexed.recall("x", ALICE, min_score="high")
+
+
+def test_lexical_search_finds_a_small_namespace_under_a_crowd(indexed):
+    """The best-1000 shortcut must not hide a namespace whose matches rank below another's."""
+    from r3mem.store.encoder import Unit
+    from r3mem.store.lexical import OVERFETCH
+
+    crowd = indexed.encoder.records([Unit("turn", "zucchini zucchini zucchini", None, {})] * (OVERFETCH + 50),
+                                    BOB, {}, True, defer=True)
+    indexed.backend.insert(crowd)
+    mine = indexed.add(ALICE, text="Alice once mentioned a zucchini among many other things she said.",
+                       levels=("document",))[0]
+    assert [i for i, _ in indexed.backend.lexical("zucchini", ALICE)] == [mine.id]
+    assert len(indexed.backend.lexical("zucchini", BOB, k=5)) == 5

@@ -14,7 +14,7 @@ import numpy as np
 
 from r3mem.store.filters import RecallFilter, where_sql
 from r3mem.store.index import IndexEntry, decode_vectors
-from r3mem.store.lexical import terms
+from r3mem.store.lexical import OVERFETCH, terms
 from r3mem.store.namespace import Namespace
 
 _INDEX_FLAG = "record_index"  # meta row: text records of a store from before the index are indexed
@@ -24,6 +24,7 @@ class SearchQueries:
     """Mixed into `SQLBackend`; see the module docstring."""
 
     _search_sql: str  # a query template with {where}; params: match, *where, limit
+    _search_top_sql: str | None = None  # the same over the engine's best OVERFETCH matches only
 
     @abstractmethod
     def _tx(self, write: bool = False) -> AbstractContextManager: ...
@@ -59,9 +60,18 @@ class SearchQueries:
         if not words:
             return []
         where, params = self._records_where(namespace, level, flt)
+        match = self._match(words)
         with self._tx() as q:
-            rows = q(self._search_sql.format(where=where), (self._match(words), *params, int(k))).fetchall()
+            rows = []
+            if self._search_top_sql is not None:
+                rows = q(self._search_top_sql.format(where=where), (match, *params, int(k))).fetchall()
+            if len(rows) < k and (self._search_top_sql is None or self._matches(q, match) > OVERFETCH):
+                rows = q(self._search_sql.format(where=where), (match, *params, int(k))).fetchall()
         return [(r[0], float(r[1])) for r in rows]
+
+    def _matches(self, q, match: str) -> int:
+        """How many records the lexical query matches, counted up to OVERFETCH + 1."""
+        return 0
 
     def vectors(self, namespace: Namespace, level: str | None, flt: RecallFilter | None,
                 embedder: str) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
