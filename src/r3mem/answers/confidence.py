@@ -20,6 +20,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -90,7 +91,8 @@ class Calibration:
                 "weights": list(self.weights), "bias": self.bias, "threshold": self.threshold}
 
 
+@cache
 def load_calibration() -> Calibration:
-    """The packaged calibration (`r3mem/answers/calibration.json`)."""
+    """The packaged calibration (`r3mem/answers/calibration.json`), read once per process."""
     text = resources.files("r3mem.answers").joinpath("calibration.json").read_text(encoding="utf-8")
     return Calibration.from_dict(json.loads(text))
