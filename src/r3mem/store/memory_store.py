@@ -413,10 +413,14 @@ class MemoryStore:
 
     def _rank_by_memory(self, query: str, namespace: Namespace, level: str | None, flt: RecallFilter | None,
                         top_k: int, exact: bool) -> builtins.list[tuple[str, float]]:
+        query_key = self.encoder.query_key(query)
         ids, keys = self.keys.get(namespace, level, flt)
+        if ids and keys.shape[1] != len(query_key):  # written before the key head changed
+            self.rekey(namespace)
+            ids, keys = self.keys.get(namespace, level, flt)
         if not ids:
             return []
-        similarity = by_key(keys, self.encoder.query_key(query))
+        similarity = by_key(keys[:, : len(query_key)], query_key)
         if not exact:
             order = np.argsort(-similarity, kind="stable")[:top_k]
             return [(ids[i], float(similarity[i])) for i in order]
