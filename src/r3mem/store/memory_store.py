@@ -358,23 +358,31 @@ class MemoryStore:
 
     def _key_similarities(self, query: str, namespace: Namespace, level: str | None,
                           flt: RecallFilter | None) -> dict[str, float]:
-        """The retrieval key's cosine per record. Keys another key head wrote are rewritten first
-        (`rekey`); a memory-only record whose key is stale (no text to key) scores 0."""
+        """The retrieval key's cosine per record (`_key_scores`), after pending memories are written."""
         self.flush(namespace)
         self._refuse_foreign(namespace)
+        ids, similarity = self._key_scores(query, namespace, level, flt)
+        return dict(zip(ids, similarity.tolist(), strict=True))
+
+    def _key_scores(self, query: str, namespace: Namespace, level: str | None,
+                    flt: RecallFilter | None) -> tuple[builtins.list[str], np.ndarray]:
+        """(ids, cosine) of the query's key against every record's. Keys another key head wrote are
+        rewritten first (`rekey`); a memory-only record whose key is still stale (no text to key)
+        scores 0."""
         query_key = self.encoder.query_key(query)
         ids, keys = self.keys.get(namespace, level, flt)
         if ids and keys.shape[1] != len(query_key):
             self.rekey(namespace)
             ids, keys = self.keys.get(namespace, level, flt)
         if not ids:
-            return {}
-        fresh = keys.shape[1] == len(query_key)
-        similarity = by_key(keys, query_key) if fresh else by_key(keys[:, : len(query_key)], query_key)
-        if not fresh:  # stale keys were padded to the widest; only those of the loaded width count
-            blobs = {r.id: len(r.key) // 2 for r in self.backend.fetch(ids, namespace)}
-            similarity = np.where([blobs.get(i) == len(query_key) for i in ids], similarity, 0.0)
-        return dict(zip(ids, similarity.tolist(), strict=True))
+            return [], np.zeros(0, np.float32)
+        width = keys.shape[1]
+        keys = np.pad(keys, ((0, 0), (0, max(0, len(query_key) - width))))[:, : len(query_key)]
+        similarity = by_key(keys, query_key)
+        if width != len(query_key):  # stale keys were padded to the widest; only current ones count
+            widths = {r.id: len(r.key) // 2 for r in self.backend.fetch(ids, namespace)}
+            similarity = np.where([widths.get(i) == len(query_key) for i in ids], similarity, 0.0)
+        return ids, similarity
 
     def rekey(self, namespace: Namespace) -> int:
         """Rewrite the retrieval key of every text record in `namespace` whose key the loaded
@@ -413,14 +421,9 @@ class MemoryStore:
 
     def _rank_by_memory(self, query: str, namespace: Namespace, level: str | None, flt: RecallFilter | None,
                         top_k: int, exact: bool) -> builtins.list[tuple[str, float]]:
-        query_key = self.encoder.query_key(query)
-        ids, keys = self.keys.get(namespace, level, flt)
-        if ids and keys.shape[1] != len(query_key):  # written before the key head changed
-            self.rekey(namespace)
-            ids, keys = self.keys.get(namespace, level, flt)
+        ids, similarity = self._key_scores(query, namespace, level, flt)
         if not ids:
             return []
-        similarity = by_key(keys[:, : len(query_key)], query_key)
         if not exact:
             order = np.argsort(-similarity, kind="stable")[:top_k]
             return [(ids[i], float(similarity[i])) for i in order]
