@@ -29,10 +29,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from r3mem.api import R3Mem
+from r3mem.base_model import embedding_table
 from r3mem.context_lm import base_hidden, memory_prefix
 from r3mem.context_memory import ContextConfig, ContextReader
 from r3mem.errors import InvalidInput
 from r3mem.retention_data import held_out_split
+from r3mem.train import distill_cache
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,16 @@ class DistillConfig:
     max_segments: int = 10
     bf16: bool = True  # autocast: about 1.6x faster on this AVX-512 CPU, the loss stays fp32
     save_every: int = 10
+    # Cached draws (r3mem.train.distill_cache): with cache_draws > 0 the teacher and the
+    # compressor run once per draw (`--build-cache`) and a step only runs the student on `batch`
+    # draws picked from those built, so the reader sees many more steps for the same CPU.
+    cache_draws: int = 0
+    cache_dir: str = ""  # "" = <out_dir>/cache
+    top_k: int = 64  # teacher log-probs kept per position; the rest of its mass is one bucket
+    batch: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("steps", "budget", "tail", "target", "min_segments", "save_every"):
+        for name in ("steps", "budget", "tail", "target", "min_segments", "save_every", "top_k", "batch"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"distill config: {name} must be >= 1, got {getattr(self, name)}")
         if self.max_segments < self.min_segments:
@@ -131,10 +140,64 @@ def distill_loss(r3: R3Mem, reader: ContextReader, cfg: DistillConfig, ids: list
     return F.kl_div(student, teacher, log_target=True, reduction="batchmean"), kl_window
 
 
+def cache_path(cfg: DistillConfig) -> Path:
+    return Path(cfg.cache_dir or Path(cfg.out_dir) / "cache")
+
+
+def cache_settings(cfg: DistillConfig, r3: R3Mem) -> dict:
+    return {"seed": cfg.seed, "budget": cfg.budget, "verbatim": cfg.verbatim, "tail": cfg.tail,
+            "target": cfg.target, "min_segments": cfg.min_segments, "max_segments": cfg.max_segments,
+            "top_k": cfg.top_k, "checkpoint": r3.checkpoint_fingerprint}
+
+
+def build_cache(cfg: DistillConfig, r3: R3Mem, log=print, stop_after_s: float | None = None) -> None:
+    """Build draws 0 .. cache_draws - 1 that are not built yet (resumable, see distill_cache)."""
+    cache = cache_path(cfg)
+    distill_cache.write_manifest(cache, cache_settings(cfg, r3))
+    texts, _ = held_out_split(Path(cfg.data_dir), r3.tokenize)
+    done = set(distill_cache.built_draws(cache))
+    began = time.monotonic()
+    slots = r3.context_reader.config.slots
+    for index in range(cfg.cache_draws):
+        if index in done:
+            continue
+        ids, n_seg = distill_cache.draw_window(cfg.seed, index, texts, r3.config.segment_len, cfg.min_segments,
+                                               cfg.max_segments, cfg.tail + cfg.target)
+        with torch.autocast(r3.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            draw = distill_cache.build_draw(r3, ids, n_seg, budget=cfg.budget, verbatim=cfg.verbatim, slots=slots,
+                                            target=cfg.target, top_k=cfg.top_k)
+        distill_cache.save_draw(cache, index, draw)
+        if index % 10 == 0:
+            log(f"draw {index}: {n_seg} segments, kl_window {draw['kl_window'].item():.4f}")
+        if stop_after_s is not None and time.monotonic() - began >= stop_after_s:
+            log(f"stopped after draw {index}; rerun to resume")
+            return
+
+
+def cached_loss(r3: R3Mem, reader: ContextReader, cfg: DistillConfig, draws: list[dict]) -> tuple[torch.Tensor, float]:
+    """Mean sparse KL of the student over a batch of cached draws, and the window's on the same."""
+    net = r3.network
+    table = embedding_table(net.causal_lm).detach()
+    prefixes = []
+    for d in draws:
+        vectors = reader(d["vectors"].float(), d["levels"].long(), table)  # (n, d)
+        prefixes.append(torch.cat([vectors, net.embed(d["recent"].long()).float()]))
+    if len({p.shape[0] for p in prefixes}) != 1:
+        raise InvalidInput("cached draws of one batch must have equal memory lengths: raise min_segments")
+    prefix = torch.stack(prefixes)  # (B, k, d)
+    rest = torch.stack([d["rest"].long()[:-1] for d in draws])  # (B, R-1)
+    hidden = base_hidden(net, prefix, rest)  # (B, k+R-1, d)
+    student = net.causal_lm.lm_head(hidden[:, -cfg.target + 1 :]).float().log_softmax(-1)  # (B, T-1, V)
+    top_idx = torch.stack([d["top_idx"].long() for d in draws])
+    top_logp = torch.stack([d["top_logp"].float() for d in draws])
+    loss = distill_cache.sparse_kl(student, top_idx, top_logp).mean()
+    return loss, float(np.mean([d["kl_window_sparse"].item() for d in draws]))
+
+
 def train(cfg: DistillConfig, r3: R3Mem, log=print, stop_after_s: float | None = None) -> None:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    texts, _ = held_out_split(Path(cfg.data_dir), r3.tokenize)
+    texts = [] if cfg.cache_draws else held_out_split(Path(cfg.data_dir), r3.tokenize)[0]
     reader = ContextReader(r3.network.hidden_size, ContextConfig(verbatim=cfg.verbatim)).to(r3.device)
     optimizer = torch.optim.AdamW(reader.parameters(), lr=cfg.lr, weight_decay=0.0)
     start = 0
@@ -142,20 +205,33 @@ def train(cfg: DistillConfig, r3: R3Mem, log=print, stop_after_s: float | None =
         start = _load(out / "state", reader, optimizer)["step"]
         log(f"resumed from step {start}")
     lengths = np.array([len(t) for t in texts], dtype=np.float64)
+    cache = cache_path(cfg)
+    if cfg.cache_draws:
+        distill_cache.write_manifest(cache, cache_settings(cfg, r3))
     logfile = (out / "log.jsonl").open("a")
     began = time.monotonic()
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, step])
-        n_seg = int(rng.integers(cfg.min_segments, cfg.max_segments + 1))
-        width = n_seg * r3.config.segment_len + cfg.tail + cfg.target
-        usable = np.where(lengths > width, lengths, 0)
-        text = texts[int(rng.choice(len(texts), p=usable / usable.sum()))]
-        begin = int(rng.integers(0, len(text) - width))
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        with torch.autocast(r3.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            loss, kl_window = distill_loss(r3, reader, cfg, list(text[begin : begin + width]), n_seg)
+        if cfg.cache_draws:
+            built = distill_cache.built_draws(cache)
+            if not built:
+                raise InvalidInput(f"no cached draws in {cache}: run with --build-cache first")
+            picked = [built[int(i)] for i in rng.choice(len(built), size=min(cfg.batch, len(built)), replace=False)]
+            draws = [distill_cache.load_draw(cache, i) for i in picked]
+            n_seg = int(np.mean([d["segments"].item() for d in draws]))
+            with torch.autocast(r3.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss, kl_window = cached_loss(r3, reader, cfg, draws)
+        else:
+            n_seg = int(rng.integers(cfg.min_segments, cfg.max_segments + 1))
+            width = n_seg * r3.config.segment_len + cfg.tail + cfg.target
+            usable = np.where(lengths > width, lengths, 0)
+            text = texts[int(rng.choice(len(texts), p=usable / usable.sum()))]
+            begin = int(rng.integers(0, len(text) - width))
+            with torch.autocast(r3.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss, kl_window = distill_loss(r3, reader, cfg, list(text[begin : begin + width]), n_seg)
         if loss.requires_grad:  # a history shorter than one segment past the verbatim level trains nothing
             loss.backward()
             optimizer.step()
@@ -181,10 +257,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m r3mem.train.context_distill", description=__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--stop-after", type=float, default=None, help="seconds, then save and stop")
+    parser.add_argument("--build-cache", action="store_true",
+                        help="build the config's cached draws (teacher + snapshots) instead of training")
     args = parser.parse_args(argv)
     cfg = DistillConfig.from_toml(args.config)
     r3 = R3Mem.load(checkpoint=cfg.checkpoint or None)
-    train(cfg, r3, stop_after_s=args.stop_after)
+    if args.build_cache:
+        build_cache(cfg, r3, stop_after_s=args.stop_after)
+    else:
+        train(cfg, r3, stop_after_s=args.stop_after)
 
 
 if __name__ == "__main__":
