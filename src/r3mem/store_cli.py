@@ -1,5 +1,5 @@
-"""`r3mem add | recall | ask | get | list | update | delete | history | export | import | stats | rekey | chat`,
-`r3mem key create`, `r3mem serve` and `r3mem bench-recall`.
+"""`r3mem add | recall | ask | get | list | update | delete | forget | history | export | import | stats | rekey |
+chat`, `r3mem key create`, `r3mem serve` and `r3mem bench-recall`.
 
 Each command is one `MemoryStore` call. The namespace is `--user/--agent/--session` on
 every command; the store is `--store URL`, else `$R3MEM_STORE`, else SQLite under
@@ -120,6 +120,20 @@ class StoreCommands:
         if args.all == (args.id is not None):
             raise InvalidInput("give a record id, or --all to delete the whole namespace")
         _print({"deleted": store.delete_all(ns) if args.all else store.delete(args.id, ns)})
+
+    def forget(self, args):
+        ns = _namespace(args)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise InvalidInput(f"forget removes every trace of {ns} for good: pass --yes to confirm "
+                                   "(stdin is not a terminal to ask on)")
+            print(f"Forget every record of {ns}, its history and index{' and its API keys' if args.keys else ''}? "
+                  "This cannot be undone. Type yes: ", end="", file=sys.stderr, flush=True)
+            if sys.stdin.readline().strip().lower() != "yes":
+                print("r3mem: nothing forgotten", file=sys.stderr)
+                return 1
+        store, ns = self._store(args)
+        _print({"forgotten": store.forget(ns, keys=args.keys)})
 
     def history(self, args):
         store, ns = self._store(args)
@@ -257,6 +271,9 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
     p = command("delete", cmds.delete, "delete a record (and its children), or --all of the namespace")
     p.add_argument("id", nargs="?")
     p.add_argument("--all", action="store_true")
+    p = command("forget", cmds.forget, "remove every trace of the namespace: records, history, index (asks first)")
+    p.add_argument("--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)")
+    p.add_argument("--keys", action="store_true", help="also remove the API keys scoped inside the namespace")
     p = command("history", cmds.history, "every change to a record")
     p.add_argument("id")
     p = command("export", cmds.export, "write the namespace to a checksummed archive")

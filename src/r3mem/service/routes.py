@@ -20,6 +20,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 
+from r3mem.errors import InvalidInput
 from r3mem.service.errors import NamespaceForbidden
 from r3mem.service.keys import authenticate
 from r3mem.service.schemas import (
@@ -31,6 +32,7 @@ from r3mem.service.schemas import (
     ErrorOut,
     EventOut,
     ExportRequest,
+    ForgottenOut,
     HealthOut,
     HistoryOut,
     HitOut,
@@ -149,10 +151,21 @@ def delete_memory(record_id: RecordId, namespace: QueryNamespace, store: Store) 
     return DeletedIdsOut(deleted=store.delete(record_id, namespace))
 
 
-@router.delete("/memories")
-def delete_all_memories(namespace: QueryNamespace, store: Store) -> DeletedCountOut:
-    """Delete every record inside the namespace."""
-    return DeletedCountOut(deleted=store.delete_all(namespace))
+@router.delete("/memories", response_model_exclude_none=True)
+def delete_all_memories(
+    namespace: QueryNamespace, store: Store,
+    forget: Annotated[bool, Query(description="also remove every trace: audit events (an update's keeps the old "
+                                  "text), index rows and vectors, and the bytes in the database's files")] = False,
+    keys: Annotated[bool, Query(description="with forget: also remove the API keys scoped inside the namespace, "
+                                "this request's own key among them")] = False,
+) -> DeletedCountOut:
+    """Delete every record inside the namespace; with `forget=true`, leave no trace of it."""
+    if keys and not forget:
+        raise InvalidInput("keys=true goes with forget=true: delete_all keeps the namespace's keys")
+    if not forget:
+        return DeletedCountOut(deleted=store.delete_all(namespace))
+    counts = store.forget(namespace, keys=keys)
+    return DeletedCountOut(deleted=counts["records"], forgotten=ForgottenOut(**counts))
 
 
 @router.get("/memories/{record_id}/history")

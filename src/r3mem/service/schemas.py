@@ -177,8 +177,18 @@ class DeletedIdsOut(BaseModel):
     deleted: list[str] = Field(description="the record and every record under it")
 
 
+class ForgottenOut(BaseModel):
+    """What `forget` removed besides the records themselves."""
+
+    records: int
+    index_rows: int = Field(description="lexical index entries and dense vectors")
+    events: int = Field(description="audit events, an update's old text among them")
+    api_keys: int = Field(description="keys scoped inside the namespace (only with keys=true)")
+
+
 class DeletedCountOut(BaseModel):
     deleted: int
+    forgotten: ForgottenOut | None = Field(None, description="with forget=true: every trace removed, by kind")
 
 
 class StatsOut(BaseModel):

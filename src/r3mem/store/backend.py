@@ -152,6 +152,12 @@ class StoreBackend(ABC):
         """Delete every record inside `namespace`; return how many."""
 
     @abstractmethod
+    def forget(self, namespace: Namespace, keys: bool = False) -> dict[str, int]:
+        """Delete every record, index row and event inside `namespace` (with `keys`, also the API
+        keys scoped inside it), logging nothing, and leave none of their bytes in the database's
+        files; return counts per kind (`r3mem.store.forget`)."""
+
+    @abstractmethod
     def history(self, record_id: str, namespace: Namespace) -> list[Event]:
         """Events of that record inside `namespace`, oldest first (also after deletion)."""
 

@@ -251,6 +251,15 @@ class MemoryStore:
     def delete_all(self, namespace: Namespace) -> int:
         return self.backend.delete_all(namespace)
 
+    def forget(self, namespace: Namespace, keys: bool = False) -> dict[str, int]:
+        """Remove every trace of `namespace`: its records, their index rows and vectors, its audit
+        events (an update's keeps the old text), and with `keys` the API keys scoped inside it; then
+        compact the database so none of their bytes remain in its files (`r3mem.store.forget`).
+        Unlike `delete_all`, nothing is logged. Returns counts: records, index_rows, events, api_keys."""
+        if not isinstance(namespace, Namespace):
+            raise InvalidInput("forget needs a Namespace (user, agent and/or session)")
+        return self.backend.forget(namespace, keys=keys)
+
     # -- reads ----------------------------------------------------------------------
     def get(self, record_id: str, namespace: Namespace) -> Record:
         record = self.backend.get(record_id, namespace) if isinstance(record_id, str) else None

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import psycopg
 
 from r3mem.errors import StoreError
+from r3mem.store.forget import TABLES
 from r3mem.store.lexical import POSTGRES_DDL, POSTGRES_SEARCH, websearch_text
 from r3mem.store.sql import Query, SQLBackend, schema
 
@@ -53,3 +54,13 @@ class PostgresBackend(SQLBackend):
 
     def _is_driver_error(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.Error)
+
+    def _compact(self) -> None:
+        """Rewrite the store's tables (and their indexes and TOAST) without dead tuples. `VACUUM FULL`
+        locks each table while it runs, so other replicas wait (seconds at 100k records)."""
+        try:
+            for table in TABLES:  # autocommit connection: VACUUM may not run inside a transaction
+                self._connection().execute(f"VACUUM FULL {table}")
+        except psycopg.Error as exc:
+            self._drop_connection()
+            raise StoreError(f"store {self.redacted_url}: forgetting could not vacuum: {exc}") from exc

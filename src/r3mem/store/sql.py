@@ -21,6 +21,7 @@ from r3mem.errors import StoreError
 from r3mem.store.backend import ApiKey, Event, StoreBackend
 from r3mem.store.filters import RecallFilter
 from r3mem.store.filters import where_sql as _where
+from r3mem.store.forget import Forgetting
 from r3mem.store.index import IndexEntry
 from r3mem.store.namespace import Namespace
 from r3mem.store.record import Record, decode_key
@@ -76,7 +77,7 @@ def _record(row) -> Record:
         raise StoreError(f"record {values.get('id')}: unreadable row ({exc})") from exc
 
 
-class SQLBackend(SearchQueries, StoreBackend):
+class SQLBackend(Forgetting, SearchQueries, StoreBackend):
     """Portable SQL over a per-thread connection; subclasses add the driver specifics."""
 
     def __init__(self, url: str) -> None:

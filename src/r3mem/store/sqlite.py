@@ -73,3 +73,20 @@ class SQLiteBackend(SQLBackend):
 
     def _is_driver_error(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error)
+
+    def _purge_index(self, q: Query) -> None:
+        # FTS5 keeps a deleted row's terms in old segments, behind a tombstone, until they merge;
+        # 'optimize' merges every segment into one, dropping both
+        q("INSERT INTO record_fts (record_fts) VALUES ('optimize')")
+
+    def _compact(self) -> None:
+        """Rewrite the file without its free pages, then empty the WAL (which holds old page images)."""
+        conn = self._connection()
+        try:
+            conn.execute("VACUUM")
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: forgetting could not compact the file: {exc}") from exc
+        if busy:
+            raise StoreError(f"store {self.path}: another connection kept the WAL from being emptied; "
+                             "the forgotten rows are gone, but old copies may remain until the next checkpoint")
