@@ -163,7 +163,7 @@ def delete_all_memories(
     if keys and not forget:
         raise InvalidInput("keys=true goes with forget=true: delete_all keeps the namespace's keys")
     if not forget:
-        return DeletedCountOut(deleted=store.delete_all(namespace))
+        return DeletedCountOut(deleted=store.delete_all(namespace), forgotten=None)
     counts = store.forget(namespace, keys=keys)
     return DeletedCountOut(deleted=counts["records"], forgotten=ForgottenOut(**counts))
 
