@@ -164,7 +164,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command(argv: Sequence[str]) -> list[str]:
+    """The command and its first word after it (`eval reconstruct`), read before parsing: the top-level
+    parser has no option that takes a value, so the first words not starting with '-' are these."""
+    return [word for word in argv if not word.startswith("-")][:2]
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given `argv`, only the parts that command needs import their modules
+    (an eval task's arguments import torch), so `r3mem --help` and store commands answer at once."""
     parser = argparse.ArgumentParser(prog="r3mem", description="Reversible compressed memory for LMs.")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,14 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     from r3mem.eval import cli as eval_cli
 
     p = sub.add_parser("eval", help="evaluation harness: reconstruct, perplexity, qa, locomo, cost")
-    eval_cli.register(p)
+    words = _command(argv) if argv is not None else None
+    eval_cli.register(p, None if words is None else words[1:] if words[:1] == ["eval"] else [])
     p.set_defaults(func=lambda a: eval_cli.run(a, _load))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # results record the command that made them
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    args.argv = argv  # results record the command that made them
     try:
         return args.func(args)
     except R3MemError as exc:

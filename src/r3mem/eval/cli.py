@@ -11,6 +11,7 @@ import importlib
 import shlex
 import sys
 import time
+from collections.abc import Collection
 
 from r3mem.eval.common import format_table, spell_out, write_outputs
 from r3mem.machine import run_info
@@ -25,11 +26,15 @@ SUBCOMMANDS = {
 }
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser, tasks: Collection[str] | None = None) -> None:
+    """Add the tasks; only those in `tasks` (default: all) import their module for its arguments,
+    since the modules import torch and `r3mem --help` should not wait for it."""
     sub = parser.add_subparsers(dest="eval_task", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(eval_module=module_name)
+        if tasks is not None and name not in tasks:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError:
