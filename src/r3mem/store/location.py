@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from r3mem.base_model import r3mem_home
 from r3mem.errors import InvalidInput
+from r3mem.home import r3mem_home
 from r3mem.store.backend import StoreBackend
 
 

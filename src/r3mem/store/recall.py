@@ -17,16 +17,19 @@ Which is the default, and why, is measured in docs/results.md (LoCoMo).
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from r3mem.errors import InvalidInput
 from r3mem.store.backend import StoreBackend
-from r3mem.store.encoder import RecordEncoder
 from r3mem.store.filters import RecallFilter
 from r3mem.store.namespace import Namespace
+
+if TYPE_CHECKING:  # the model stack loads only with the model
+    import torch
+
+    from r3mem.store.encoder import RecordEncoder
 
 METHODS = ("fused", "bm25", "dense", "bm25_dense", "memory", "key", "hybrid")
 DEFAULT_METHOD = "fused"
@@ -64,28 +67,31 @@ def by_key(keys: np.ndarray, query_key: np.ndarray) -> np.ndarray:
     return keys @ query_key if len(keys) else np.zeros(0, np.float32)
 
 
-@torch.no_grad()
 def query_likelihood(encoder: RecordEncoder, memories: list[torch.Tensor], query: str) -> list[float]:
     """-mean NLL per query token under each memory (m, d): higher = more relevant.
 
     Memories of equal m share a forward pass; records have m in proportion to their length.
     """
-    r3 = encoder.r3
-    ids = torch.tensor([r3.tokenize(query)], device=r3.device)  # (1, Q)
-    scores = [0.0] * len(memories)
-    groups: dict[int, list[int]] = {}
-    for i, memory in enumerate(memories):
-        groups.setdefault(int(memory.shape[0]), []).append(i)
-    for members in groups.values():
-        for start in range(0, len(members), _SCORE_BATCH):
-            batch = members[start : start + _SCORE_BATCH]
-            memory = torch.stack([memories[i] for i in batch]).to(r3.device, torch.float32)  # (B, m, d)
-            target = ids.expand(len(batch), -1)  # (B, Q)
-            stats = r3.network.read(memory, target, marker="continue", keep_logits=True)
-            nll = F.cross_entropy(stats.kept_logits, target.reshape(-1), reduction="none")  # (B * Q,)
-            for i, score in zip(batch, (-nll.view(len(batch), -1).mean(1)).tolist(), strict=True):
-                scores[i] = score
-    return scores
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        r3 = encoder.r3
+        ids = torch.tensor([r3.tokenize(query)], device=r3.device)  # (1, Q)
+        scores = [0.0] * len(memories)
+        groups: dict[int, list[int]] = {}
+        for i, memory in enumerate(memories):
+            groups.setdefault(int(memory.shape[0]), []).append(i)
+        for members in groups.values():
+            for start in range(0, len(members), _SCORE_BATCH):
+                batch = members[start : start + _SCORE_BATCH]
+                memory = torch.stack([memories[i] for i in batch]).to(r3.device, torch.float32)  # (B, m, d)
+                target = ids.expand(len(batch), -1)  # (B, Q)
+                stats = r3.network.read(memory, target, marker="continue", keep_logits=True)
+                nll = F.cross_entropy(stats.kept_logits, target.reshape(-1), reduction="none")  # (B * Q,)
+                for i, score in zip(batch, (-nll.view(len(batch), -1).mean(1)).tolist(), strict=True):
+                    scores[i] = score
+        return scores
 
 
 def check_method(method: str) -> None:

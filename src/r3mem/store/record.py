@@ -14,12 +14,15 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from r3mem.errors import CorruptRecord, InvalidInput
 from r3mem.store.namespace import Namespace
+
+if TYPE_CHECKING:  # torch only for the tensors: listing and reading records needs none
+    import torch
 
 LEVELS = ("document", "paragraph", "sentence", "entity", "turn")
 MEMORY_DTYPES = ("float16", "int8")
@@ -54,6 +57,8 @@ def memory_nbytes(dtype: str, shape: tuple[int, ...]) -> int:
 
 def decode_memory(blob: bytes, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
     """Inverse of `encode_memory`; refuses bytes whose length does not fit the shape."""
+    import torch
+
     need = memory_nbytes(dtype, shape)
     if len(blob) != need:
         raise CorruptRecord(f"{dtype} memory blob has {len(blob)} bytes, shape {shape} needs {need}")
