@@ -49,7 +49,7 @@ def served(tmp_path_factory):
     tiny = R3Mem.from_base(tiny_base(), device="cpu", config=TINY_MEMORY)
     store = MemoryStore(open_backend(f"sqlite:///{tmp_path_factory.mktemp('schema') / 's.sqlite3'}"), tiny)
     auth = {"Authorization": f"Bearer {create_api_key(store.backend, ALICE, 'alice')}"}
-    app = create_app(Settings(), store=store)
+    app = create_app(Settings(rate_limit=None), store=store)  # fuzzing is a flood by design
     with TestClient(app):  # runs the lifespan: the store and the model worker are on app.state
         yield app, store, auth
     store.close()

@@ -15,6 +15,8 @@ from fastapi.concurrency import run_in_threadpool
 from r3mem import __version__
 from r3mem.service import errors
 from r3mem.service.limits import BodyLimit
+from r3mem.service.media import JSONBodies
+from r3mem.service.ratelimit import KeyLimiter
 from r3mem.service.routes import health, router
 from r3mem.service.settings import Settings
 from r3mem.service.worker import ModelWorker
@@ -56,7 +58,9 @@ def create_app(settings: Settings | None = None, store: MemoryStore | None = Non
 
     app = FastAPI(title="r3mem", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.limiter = KeyLimiter(settings.rate_limit, settings.rate_limit_storage)
     errors.install(app)
+    app.add_middleware(JSONBodies, exempt=frozenset({IMPORT_PATH}))
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes,
                        larger={IMPORT_PATH: settings.max_import_bytes})
     app.include_router(health)

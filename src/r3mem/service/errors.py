@@ -26,6 +26,7 @@ from r3mem.errors import (
     RecordNotFound,
     StoreError,
 )
+from r3mem.store.validation import MAX_METADATA_DEPTH
 
 log = logging.getLogger("r3mem.service")
 
@@ -38,6 +39,14 @@ class ServiceBusy(R3MemError, RuntimeError):
     """Too many model calls are already waiting for the model; retry later."""
 
 
+class RateLimited(R3MemError, RuntimeError):
+    """The key has used up one of its rate limits (`Settings.rate_limit`); retry after `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS: tuple[tuple[type[R3MemError], int], ...] = (
     (NamespaceForbidden, 403),
@@ -47,6 +56,7 @@ STATUS: tuple[tuple[type[R3MemError], int], ...] = (
     (MemoryFileError, 422),
     (RecordNotFound, 404),
     (CheckpointMismatch, 409),
+    (RateLimited, 429),
     (ServiceBusy, 503),
     # not transient, unlike the store errors below it: retrying cannot help, so no 503
     (CorruptRecord, 500),
@@ -71,6 +81,8 @@ async def r3mem_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
     elif status == 503:
         headers = {"Retry-After": _RETRY_AFTER_S}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     message: object = exc
     if isinstance(exc, CorruptRecord):  # names the record, which lies in the caller's namespace
         log.error("corrupt record on %s %s: %s", request.method, request.url.path, exc)
@@ -93,7 +105,8 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         detail = first.get("ctx", {}).get("error", "")
         return error_response(422, f"the request body is not valid JSON: {detail}")
     where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path"))
-    message = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    detail = str(first.get("msg"))
+    message = f"{where}: {detail}" if where and not detail.startswith(where) else detail
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem(s))"
     return error_response(422, message)
@@ -103,6 +116,9 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's body parser
         return error_response(422, "the request body is not valid JSON: it is not UTF-8 text")
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):  # nested past the JSON parser
+        return error_response(422, "the request body is not valid JSON here: it is nested too deeply "
+                                   f"(metadata may nest {MAX_METADATA_DEPTH} levels)")
     return error_response(exc.status_code, exc.detail, dict(exc.headers or {}) or None)
 
 

@@ -55,7 +55,9 @@ ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/octet-st
 _ERRORS = {status: {"model": ErrorOut, "description": why} for status, why in (
     (401, "no API key, or an unknown one"), (403, "the namespace lies outside the key's scope"),
     (404, "no such record in this namespace"), (409, "records made by another checkpoint"),
-    (413, "request body too large"), (422, "invalid input"), (500, "a stored record is corrupt (names it)"),
+    (413, "request body too large"), (415, "the body is not sent as JSON"), (422, "invalid input"),
+    (429, "this key's rate limit is used up (Retry-After says when to retry)"),
+    (500, "a stored record is corrupt (names it)"),
     (503, "store unavailable or model busy"),
 )}
 _ARCHIVE = {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}, "required": True}
@@ -79,10 +81,13 @@ Store = Annotated[MemoryStore, Depends(_store)]
 Worker = Annotated[ModelWorker, Depends(_worker)]
 
 
-def caller(store: Store, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+def caller(request: Request, store: Store, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
            header: Annotated[str | None, Depends(_header)]) -> ApiKey:
-    """The stored key the request presents, in either header; 401 when there is none."""
-    return authenticate(store.backend, bearer.credentials if bearer is not None else header)
+    """The stored key the request presents, in either header (401 when there is none), counted
+    against its rate limits (429 with Retry-After once one is used up)."""
+    key = authenticate(store.backend, bearer.credentials if bearer is not None else header)
+    request.app.state.limiter.hit(key.key_hash)
+    return key
 
 
 Caller = Annotated[ApiKey, Depends(caller)]
@@ -230,6 +235,8 @@ async def import_archive(request: Request, key: Caller, store: Store) -> Importe
             async for chunk in request.stream():  # the body limit middleware caps the total
                 upload.write(chunk)
         # unpacked records may be larger than the gzip upload, but not unboundedly so
-        unpacked_limit = 4 * request.app.state.settings.max_import_bytes
-        imported = await run_in_threadpool(store.import_, path, scope=key.scope, max_bytes=unpacked_limit)
+        settings = request.app.state.settings
+        imported = await run_in_threadpool(store.import_, path, scope=key.scope,
+                                           max_bytes=4 * settings.max_import_bytes,
+                                           max_records=settings.max_import_records)
     return ImportedOut(imported=imported)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, MAX_BEAMS, MAX_GUIDANCE, MAX_SAMPLES
+from r3mem.errors import InvalidInput
 from r3mem.store.namespace import ID_PATTERN, Namespace
+from r3mem.store.validation import check_json
 
 # The store's LEVELS, METHODS and ROLES, spelt out so OpenAPI lists them (a test keeps them in step).
 Level = Literal["document", "paragraph", "sentence", "entity", "turn"]
@@ -32,6 +35,17 @@ _ID_SCHEMA: dict[str, Any] = {"pattern": f"^{ID_PATTERN}$"}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _plain_json(cls, value: Any, info: ValidationInfo) -> Any:
+        """No lone surrogate (no tokenizer or database takes one), NaN or infinity anywhere in a
+        field, nested models aside: refused here with the field's name, never a 5xx further in."""
+        try:
+            check_json(value, str(info.field_name), strict=False)
+        except InvalidInput as exc:
+            raise PydanticCustomError("invalid_json_value", str(exc)) from None
+        return value
 
 
 class NamespaceIn(_Strict):

@@ -26,6 +26,13 @@ class Settings:
     # Model calls waiting for the model thread; beyond this a request gets 503 at once, so a burst
     # cannot queue unbounded work (and memory) behind one model.
     max_pending: int = 64
+    # Records in one imported archive: ten times the largest store the recall benchmarks measure.
+    max_import_records: int = 1_000_000
+    # Per API key, every window at once (`limits` syntax; a daily window is a quota). A client
+    # loop or a leaked key then cannot crowd out other keys' cheap requests; model calls are
+    # also bounded by `max_pending`. None: no limit. See docs/deployment.md.
+    rate_limit: str | None = "100/second;3000/minute"
+    rate_limit_storage: str = "memory://"  # per process; a redis:// URL shares counts between replicas
     model: str | None = None  # base model: a local directory or a locally cached id (None: the default)
     checkpoint: str | None = None  # None: the shipped checkpoint when it matches the base model
     device: str | None = None  # None: cuda if present, else cpu
@@ -36,7 +43,7 @@ class Settings:
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InvalidInput(f"port must be an integer from 0 to 65535, got {self.port!r}")
-        for name in ("max_request_bytes", "max_import_bytes", "max_pending"):
+        for name in ("max_request_bytes", "max_import_bytes", "max_pending", "max_import_records"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
@@ -44,6 +51,9 @@ class Settings:
             raise InvalidInput(f"host must be a host name or address, got {self.host!r}")
         if not self.ratio > 0:
             raise InvalidInput(f"ratio must be positive, got {self.ratio!r}")
+        from r3mem.service.ratelimit import parse  # the limits library, only when a service is configured
+
+        parse(self.rate_limit)
 
     def load_model(self) -> R3Mem:
         if self.model_factory is not None:

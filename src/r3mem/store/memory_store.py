@@ -9,7 +9,6 @@ for an id that never existed. The model is loaded only by operations that need i
 from __future__ import annotations
 
 import builtins  # `MemoryStore.list` shadows the builtin in annotations below it
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,14 +16,17 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from r3mem.api import R3Mem
 from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, check_beams, check_guidance, check_samples
-from r3mem.errors import CheckpointMismatch, DuplicateRecord, InvalidInput, RecordNotFound
-from r3mem.store import archive
+from r3mem.errors import CheckpointMismatch, InvalidInput, RecordNotFound
+from r3mem.store import archive, importing
 from r3mem.store.backend import Event, StoreBackend
 from r3mem.store.dense import DenseIndex, top
 from r3mem.store.embedder import Embedder, default_embedder
+from r3mem.store.encoder import RecordEncoder, Unit, document_units, message_units
 from r3mem.store.filters import RecallFilter
 from r3mem.store.fusion import DEFAULT_FUSION, Fusion, fuse, rrf
+from r3mem.store.indexing import entries
 from r3mem.store.location import open_backend
 from r3mem.store.namespace import Namespace
 from r3mem.store.recall import (
@@ -38,15 +40,12 @@ from r3mem.store.recall import (
     query_likelihood,
 )
 from r3mem.store.record import LEVELS, Record, encode_key
+from r3mem.store.validation import check_metadata, check_text
 
-if TYPE_CHECKING:  # the model stack (torch) is imported by the operations that run the model
+if TYPE_CHECKING:
     from r3mem.answers import Source
-    from r3mem.api import R3Mem
-    from r3mem.store.encoder import RecordEncoder
 
 DOCUMENT_LEVELS = ("document", "paragraph", "sentence", "entity")
-MAX_TEXT_CHARS = 200_000  # one add; longer histories go in several adds (or a file per document)
-MAX_METADATA_BYTES = 16_384
 MAX_PAGE = (1 << 63) - 1  # the largest LIMIT and OFFSET both SQLite and PostgreSQL accept
 # Text records added before their memory is written, at most: an add then costs the text, its
 # index row and its vector (tens of ms), and one add in this many pays the batch's compression.
@@ -87,45 +86,6 @@ class Answer:
                 "sources": [source.as_dict() for source in self.sources]}
 
 
-def _check_metadata(metadata: dict | None) -> dict:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise InvalidInput("metadata must be a JSON object")
-    try:
-        size = len(json.dumps(metadata, ensure_ascii=False).encode())
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metadata is not JSON-serialisable: {exc}") from exc
-    if size > MAX_METADATA_BYTES:
-        raise InvalidInput(f"metadata is {size} bytes; the limit is {MAX_METADATA_BYTES}")
-    return metadata
-
-
-def _check_text(text: object, what: str = "text") -> str:
-    if not isinstance(text, str):
-        raise InvalidInput(f"{what} must be a string")
-    if not text.strip():
-        raise InvalidInput(f"{what} is empty")
-    if len(text) > MAX_TEXT_CHARS:
-        raise InvalidInput(f"{what} has {len(text)} characters; the limit for one add is {MAX_TEXT_CHARS}")
-    if "\x00" in text:
-        raise InvalidInput(f"{what} contains NUL bytes: binary data is not text")
-    return text
-
-
-def _default_model() -> R3Mem:
-    from r3mem.api import R3Mem
-
-    return R3Mem.load()
-
-
-def entries(records: list[Record], embedder: Embedder, r3: R3Mem | None):
-    """`r3mem.store.indexing.entries`, imported on first use: it imports torch, which listing does not need."""
-    from r3mem.store.indexing import entries as make
-
-    return make(records, embedder, r3)
-
-
 def _embedder_factory(embedder: Embedder | Callable[[], Embedder] | None) -> Callable[[], Embedder]:
     """A factory for the store's embedder: the default MiniLM, a given embedder, or a given factory."""
     if embedder is None:
@@ -162,14 +122,11 @@ class MemoryStore:
     @classmethod
     def open(cls, url: str | None = None, model: R3Mem | Callable[[], R3Mem] | None = None, **kwargs) -> MemoryStore:
         """Open (creating if needed) the store at `url`; default: SQLite under `$R3MEM_HOME`."""
-        return cls(open_backend(url), model if model is not None else _default_model, **kwargs)
+        return cls(open_backend(url), model if model is not None else R3Mem.load, **kwargs)
 
     @property
     def encoder(self) -> RecordEncoder:
         if self._encoder is None:
-            from r3mem.api import R3Mem
-            from r3mem.store.encoder import RecordEncoder
-
             r3 = self._model() if callable(self._model) and not isinstance(self._model, R3Mem) else self._model
             if r3 is None:
                 raise InvalidInput("this store was opened without a model; add, recall and ask need one")
@@ -202,20 +159,18 @@ class MemoryStore:
             metadata: dict | None = None, store_text: bool = True,
             levels: tuple[str, ...] = DOCUMENT_LEVELS) -> list[Record]:
         """Compress `text` (as a hierarchy) or `messages` (as turns) into records, atomically."""
-        from r3mem.store.encoder import document_units, message_units
-
-        metadata = _check_metadata(metadata)
+        metadata = check_metadata(metadata)
         if (text is None) == (messages is None):
             raise InvalidInput("give exactly one of text or messages")
         if text is not None:
             bad = set(levels) - set(DOCUMENT_LEVELS)
             if bad or not levels:
                 raise InvalidInput(f"levels must be a non-empty subset of {', '.join(DOCUMENT_LEVELS)}")
-            units = document_units(_check_text(text), tuple(levels))
+            units = document_units(check_text(text), tuple(levels))
         elif messages is not None:
             units = message_units(messages)
             for unit in units:
-                _check_text(unit.text, "message")
+                check_text(unit.text, "message")
         defer = self.memory_batch > 0 and store_text
         records = self.encoder.records(units, namespace, metadata, store_text, defer=defer)
         self.backend.insert(records, index=self._entries(records))
@@ -232,18 +187,16 @@ class MemoryStore:
     def update(self, record_id: str, namespace: Namespace, text: str | None = None,
                metadata: dict | None = None) -> Record:
         """Replace a record's text (re-compressed, with a new subtree) and/or its metadata."""
-        from r3mem.store.encoder import Unit, document_units
-
         old = self.get(record_id, namespace)
         if text is None and metadata is None:
             raise InvalidInput("nothing to update: give text and/or metadata")
-        new_metadata = _check_metadata(metadata) if metadata is not None else old.metadata
+        new_metadata = check_metadata(metadata) if metadata is not None else old.metadata
         detail: dict = {"metadata_before": old.metadata, "metadata_after": new_metadata}
         descendants = None
         if text is None:
             new = old.changed(metadata=new_metadata)
         else:
-            _check_text(text)
+            check_text(text)
             # a document gets a new hierarchy; any other record is one unit, and its old children go
             units = document_units(text, DOCUMENT_LEVELS) if old.level == "document" \
                 else [Unit(old.level, text, None, {})]
@@ -335,7 +288,7 @@ class MemoryStore:
         `guidance` holds each reconstructed chunk to its memory slot (0 turns it off);
         `reconstruct=False` returns memory-only hits with no text (ids and scores only, no generation).
         """
-        _check_text(query, "query")
+        check_text(query, "query")
         self._check_level(level)
         check_method(method)
         check_beams(beams)
@@ -467,7 +420,7 @@ class MemoryStore:
         """Answer from the recalled records' texts only, or abstain (`r3mem.answers`)."""
         from r3mem.answers import Evidence, answer_question
 
-        _check_text(question, "question")
+        check_text(question, "question")
         hits = self.recall(question, namespace, top_k=top_k, method=method, beams=beams, samples=samples,
                            guidance=guidance)
         got = answer_question(self.encoder.r3, question, [Evidence(h.record.id, h.text, h.score) for h in hits])
@@ -479,7 +432,7 @@ class MemoryStore:
         remembered answers it; anything else is acknowledged. Both turns are then stored."""
         from r3mem.answers import Evidence, answer_question, phrasing
 
-        _check_text(message, "message")
+        check_text(message, "message")
         hits: builtins.list[Hit] = []
         got = answer_question(self.encoder.r3, message, [])  # abstains: nothing recalled yet
         if phrasing.is_question(message) and self.backend.find(namespace, limit=1):
@@ -497,20 +450,14 @@ class MemoryStore:
         return archive.write(self.backend.find(namespace), namespace, Path(path))
 
     def import_(self, path: str | Path, scope: Namespace | None = None,
-                max_bytes: int = archive.MAX_ARCHIVE_BYTES) -> int:
+                max_bytes: int = archive.MAX_ARCHIVE_BYTES, max_records: int = archive.MAX_RECORDS) -> int:
         """Add an archive's records (all or none); with `scope`, every record must lie inside it.
 
-        `max_bytes` bounds both the archive file and its unpacked records.
+        Each record passes the checks an add applies (`r3mem.store.importing`); `max_bytes` bounds
+        both the archive file and its unpacked records, `max_records` their number.
         """
-        records = archive.read(Path(path), max_bytes=max_bytes)
-        if scope is not None:
-            outside = [r.id for r in records if not scope.contains(r.namespace)]
-            if outside:
-                raise InvalidInput(f"{len(outside)} record(s) in the archive lie outside {scope}")
-        present = self.backend.existing([r.id for r in records])
-        if present:
-            raise DuplicateRecord(f"{len(present)} record(s) of the archive are already in the store "
-                                  f"(e.g. {present[0]}); delete them first or import elsewhere")
+        records = archive.read(Path(path), max_bytes=max_bytes, max_records=max_records)
         loaded = self._encoder.r3 if self._encoder is not None else None  # else memory-only ones wait for recall
+        records = importing.admit(records, self.backend, scope, loaded)
         self.backend.insert(records, op="import", index=entries(records, self.dense.embedder, loaded))
         return len(records)

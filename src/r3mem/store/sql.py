@@ -163,13 +163,16 @@ class SQLBackend(Forgetting, SearchQueries, StoreBackend):
 
     @staticmethod
     def _subtree(q: Query, record_id: str, namespace: Namespace) -> list[str]:
-        """The record's id and its descendants' ids (inside `namespace`), root first."""
+        """The record's id and its descendants' ids, root first; every step stays inside `namespace`,
+        so a record another namespace hung under this one (by an import) is never reached."""
         where, params = _where(namespace, prefix="r.")
         tree = (
             "WITH RECURSIVE sub(id, depth) AS (SELECT r.id, 0 FROM records r WHERE r.id = ? AND " + where +
-            " UNION ALL SELECT r.id, sub.depth + 1 FROM records r JOIN sub ON r.parent_id = sub.id) "
+            " UNION ALL SELECT r.id, sub.depth + 1 FROM records r JOIN sub ON r.parent_id = sub.id WHERE " +
+            where + ") "
         )
-        return [row[0] for row in q(tree + "SELECT id FROM sub ORDER BY depth", (record_id, *params)).fetchall()]
+        rows = q(tree + "SELECT id FROM sub ORDER BY depth", (record_id, *params, *params)).fetchall()
+        return [row[0] for row in rows]
 
     def replace(self, record: Record, detail: dict, descendants: list[Record] | None = None,
                 index: list[IndexEntry] | None = None) -> None:
