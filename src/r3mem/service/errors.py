@@ -29,6 +29,7 @@ from r3mem.errors import (
 from r3mem.store.validation import MAX_METADATA_DEPTH
 
 log = logging.getLogger("r3mem.service")
+ERROR_HEADER = "X-R3mem-Error"
 
 
 class NamespaceForbidden(AccessDenied):
@@ -91,6 +92,8 @@ async def r3mem_error(request: Request, exc: Exception) -> JSONResponse:
         message = "the memory store is unavailable or failed; the server log has the cause"
     elif status == 500:
         log.error("unmapped r3mem error on %s %s: %r", request.method, request.url.path, exc)
+    # the class, so a client raises what the local store would have (`r3mem.client.calls.ERROR_HEADER`)
+    headers = {**(headers or {}), ERROR_HEADER: type(exc).__name__}
     return error_response(status, message, headers)
 
 

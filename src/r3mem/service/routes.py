@@ -214,11 +214,12 @@ def export(body: ExportRequest, key: Caller, store: Store) -> FileResponse:
     folder = tempfile.mkdtemp(prefix="r3mem-export-")
     try:
         path = FilePath(folder) / "export.tar.gz"
-        store.export(namespace, path)
+        count = store.export(namespace, path)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return FileResponse(path, media_type="application/gzip", filename="r3mem-export.tar.gz",
+                        headers={"X-R3mem-Records": str(count)},
                         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
 
 
