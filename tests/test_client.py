@@ -131,3 +131,22 @@ def test_the_async_client_runs_the_same_operations(server):
     records, listed, got, counts = asyncio.run(main())
     assert [r.id for r in listed] == [r.id for r in records] and got.summary() == records[0].summary()
     assert counts["records"] == len(records)
+
+
+def test_the_command_line_through_url_is_a_client_and_imports_no_torch(server, tmp_path):
+    from tests.test_cli_light import probe
+
+    running, keys = server
+    env = {"R3MEM_URL": running.url, "R3MEM_API_KEY": keys["alice"]}
+    added = probe("add", "--user", "alice", "A note about the quokka.", env=env)
+    assert added["code"] == 0 and added["heavy"] == [], added
+    doc = __import__("json").loads(added["out"])["added"][0]["id"]
+    for argv in (("list",), ("stats",), ("recall", "quokka", "--method", "bm25"), ("get", doc), ("history", doc)):
+        got = probe(*argv, "--user", "alice", env=env)
+        assert got["code"] == 0 and got["heavy"] == [], (argv, got)
+        assert doc in got["out"] or argv[0] in ("stats", "history")
+    assert probe("get", "nope", "--user", "alice", env=env)["code"] == 6
+    assert probe("list", "--user", "bob", env=env)["code"] == 8  # outside the key's scope
+    assert probe("rekey", "--user", "alice", env=env)["code"] == 2  # local only
+    assert probe("forget", "--yes", "--user", "alice", "--url", running.url,
+                 env={"R3MEM_API_KEY": keys["alice"]})["code"] == 0

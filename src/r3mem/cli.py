@@ -121,6 +121,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     r3 = _load(args)
     run_demo(r3, ratio=args.ratio, load_s=time.perf_counter() - t0, beams=beams)
+    if args.conversation:
+        from functools import partial
+
+        from r3mem.demo_conversation import run_conversation_demo
+
+        run_conversation_demo(r3, partial(print, flush=True))
     return 0
 
 
@@ -206,8 +212,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("demo", help="compress and reconstruct a bundled passage the training never saw")
+    p = sub.add_parser("demo", help="compress and reconstruct a bundled passage the training never saw, then "
+                                    "answer from a long conversation's first turns")
     p.add_argument("--ratio", type=float, default=4)
+    p.add_argument("--no-conversation", dest="conversation", action="store_false",
+                   help="skip the second part (facts told 19,000 tokens earlier in a stored conversation)")
     p.add_argument("--beams", type=int,
                    help=f"beam width (default: fewer than expand's {DEFAULT_BEAMS}, so the demo ends in a few minutes "
                         "on a CPU; the demo prints the decoding it used)")

@@ -9,6 +9,7 @@ LoCoMo conversations read as one stream of "speaker: text" lines.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,11 @@ import numpy as np
 
 from r3mem.errors import InvalidInput
 from r3mem.textio import read_corpus_text
+
+def data_dir() -> Path:
+    """The data kit: `$R3MEM_DATA`, else `shared/data` beside the repository (the layout CI clones into)."""
+    return Path(os.environ.get("R3MEM_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+
 
 HELD_OUT_BOOKS = ("pg174.txt", "chesterton-brown.txt", "milton-paradise.txt")
 HELD_OUT_CONVERSATIONS = ("conv-42", "conv-43")

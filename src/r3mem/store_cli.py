@@ -3,13 +3,15 @@ chat`, `r3mem key create`, `r3mem serve` and `r3mem bench-recall`.
 
 Each command is one `MemoryStore` call. The namespace is `--user/--agent/--session` on
 every command; the store is `--store URL`, else `$R3MEM_STORE`, else SQLite under
-`$R3MEM_HOME`. Results print as JSON, so scripts can read them.
+`$R3MEM_HOME`; with `--url` (or `$R3MEM_URL`) a command is a client of a running `r3mem serve`
+(`r3mem.client`, key in `$R3MEM_API_KEY`) and loads no model. Results print as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -60,10 +62,22 @@ class StoreCommands:
     def __init__(self, load_model: Callable[[argparse.Namespace], R3Mem]) -> None:
         self.load_model = load_model
 
-    def _store(self, args: argparse.Namespace):
+    def _store(self, args: argparse.Namespace, local_only: str | None = None):
+        """The store the command runs on, and its namespace: a `Client` of `r3mem serve` when
+        `--url` or `$R3MEM_URL` names one (and `--store` does not), else the store itself."""
+        namespace = _namespace(args)  # refuse a bad namespace before opening anything
+        url = args.url or (None if args.store else os.environ.get("R3MEM_URL"))
+        if url and args.store:
+            raise InvalidInput("give --url (a running r3mem serve) or --store (a store to open), not both")
+        if url:
+            if local_only:
+                raise InvalidInput(f"{local_only} runs on a store opened here, not through r3mem serve: "
+                                   "give --store instead of --url (or unset R3MEM_URL)")
+            from r3mem.client import Client
+
+            return Client(url), namespace
         from r3mem.store import MemoryStore
 
-        namespace = _namespace(args)  # refuse a bad namespace before opening anything
         return MemoryStore.open(args.store, model=lambda: self.load_model(args), ratio=args.ratio), namespace
 
     def add(self, args):
@@ -152,7 +166,7 @@ class StoreCommands:
         _print(store.stats(ns))
 
     def rekey(self, args):
-        store, ns = self._store(args)
+        store, ns = self._store(args, local_only="rekey")
         _print({"rekeyed": store.rekey(ns)})
 
     def bench_recall(self, args):
@@ -177,6 +191,8 @@ class StoreCommands:
         from r3mem.store.location import open_backend
 
         namespace = _namespace(args)
+        if args.url:
+            raise InvalidInput("keys are created in the store itself: give --store, not --url")
         key = create_api_key(open_backend(args.store), namespace, args.label or "")
         print(key)
         print(f"r3mem: key for {namespace} created; only its hash is stored, so keep it now", file=sys.stderr)
@@ -191,7 +207,7 @@ class StoreCommands:
                        model_factory=lambda: self.load_model(args)), preload=True)
 
     def chat(self, args):
-        store, ns = self._store(args)
+        store, ns = self._store(args, local_only="chat")
         interactive = sys.stdin.isatty()
         if interactive:
             print(f"r3mem chat ({ns}); an empty line or Ctrl-D ends it.", file=sys.stderr)
@@ -211,6 +227,8 @@ def _namespace_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--session", help="namespace: session id")
     p.add_argument("--store", help="store URL: sqlite:///PATH or postgresql://... (default: $R3MEM_STORE, "
                                    "else $R3MEM_HOME/store.sqlite3)")
+    p.add_argument("--url", help="run the command through a running `r3mem serve` at this URL, with the key in "
+                                 "$R3MEM_API_KEY (default: $R3MEM_URL, unless --store is given)")
     p.add_argument("--ratio", type=float, default=4, help="compression ratio for new records (default 4)")
 
 
