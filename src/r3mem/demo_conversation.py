@@ -17,6 +17,7 @@ from tempfile import TemporaryDirectory
 
 from r3mem.api import R3Mem
 from r3mem.retention_data import HELD_OUT_CONVERSATIONS, data_dir
+from r3mem.store.embedder import Embedder
 from r3mem.store.memory_store import MemoryStore
 from r3mem.store.namespace import Namespace
 from r3mem.store.sqlite import SQLiteBackend
@@ -38,8 +39,11 @@ def conversation_turns(path: Path, conversation: str = HELD_OUT_CONVERSATIONS[0]
     return [f"{turn['speaker']}: {turn['text']}" for key in sessions for turn in conv[key]]
 
 
-def run_conversation_demo(r3: R3Mem, say: Callable[[str], None], locomo: Path | None = None) -> dict | None:
-    """Store FACTS, then a held-out conversation, then ask QUESTIONS; None when the data is missing."""
+def run_conversation_demo(r3: R3Mem, say: Callable[[str], None], locomo: Path | None = None,
+                          embedder: Embedder | None = None) -> dict | None:
+    """Store FACTS, then a held-out conversation, then ask QUESTIONS; None when the data is missing.
+
+    `embedder` replaces the store's packaged MiniLM (tests)."""
     locomo = locomo or data_dir() / "locomo" / "locomo_dev.json"
     if not locomo.is_file():
         say(f"\n(second part skipped: no LoCoMo data at {locomo}; set R3MEM_DATA to the data kit)")
@@ -49,7 +53,7 @@ def run_conversation_demo(r3: R3Mem, say: Callable[[str], None], locomo: Path | 
         f"{HELD_OUT_CONVERSATIONS[0]} (held out of every training run) ===")
     user = Namespace(user="demo")
     with TemporaryDirectory() as tmp:
-        store = MemoryStore(SQLiteBackend(str(Path(tmp) / "demo.db")), model=r3)
+        store = MemoryStore(SQLiteBackend(str(Path(tmp) / "demo.db")), model=r3, embedder=embedder)
         try:
             return _converse(store, r3, user, turns, say)
         finally:

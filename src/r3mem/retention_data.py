@@ -18,6 +18,7 @@ import numpy as np
 from r3mem.errors import InvalidInput
 from r3mem.textio import read_corpus_text
 
+
 def data_dir() -> Path:
     """The data kit: `$R3MEM_DATA`, else `shared/data` beside the repository (the layout CI clones into)."""
     return Path(os.environ.get("R3MEM_DATA") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
