@@ -6,10 +6,12 @@ generated `tsvector` column. Nothing is rebuilt per query. SQLite stems with Por
 uses its `english` configuration (stemming and stop words), and the query side drops the same
 kind of stop words on SQLite, so question words ("what", "did") do not match every record.
 
-Scores differ between the engines: SQLite's is BM25; PostgreSQL's is cover density without
-length normalisation (`ts_rank_cd(..., 0)`: normalising by length let a one-word entity outrank
-the sentence holding every query word) and without inverse document frequency, which its
-full-text search does not keep. So fused recall uses the lexical *rank*, not the score
+Scores differ between the engines: SQLite's is BM25; PostgreSQL's is `ts_rank(..., 0)`, a sum
+over query words of a saturating function of each word's count, without length normalisation
+(normalising by length let a one-word entity outrank the sentence holding every query word) and
+without inverse document frequency, which its full-text search does not keep. Cover density
+(`ts_rank_cd`) ranked worse on LoCoMo and costs ~17x more per match, which at 100k records is
+most of a recall (docs/store.md). So fused recall uses the lexical *rank*, not the score
 (`r3mem.store.fusion`), and LoCoMo figures are measured on SQLite. Collection statistics (document
 frequencies) are those of the whole store, not of one namespace: the usual choice of a shared
 index, and it lets a namespace's scores move slightly when another namespace grows.
@@ -52,9 +54,10 @@ POSTGRES_DDL = [
 ]
 
 # {where} is the records filter (alias r); the first parameter is the query, the last the limit.
-# SQLite first ranks inside FTS5 alone (`ORDER BY rank` over the index, no join per match: 3x
-# faster at 100k records), keeps the best OVERFETCH and filters those; only when the filter
-# leaves fewer than asked of a longer list does it rank every match joined to its record.
+# Both engines first rank inside the lexical index alone (no join per match: 3x faster at 100k
+# records), keep the best OVERFETCH and filter those; only when the filter leaves fewer than
+# asked of a longer list do they rank every match joined to its record. Both stages order by
+# the same score and tie-break, so the answer is the one ranking every match would give.
 OVERFETCH = 1000
 SQLITE_SEARCH_TOP = (
     "SELECT i.record_id, -t.rank AS s FROM (SELECT rowid, rank FROM record_fts WHERE record_fts MATCH ? "
@@ -66,11 +69,22 @@ SQLITE_SEARCH = (
     "JOIN record_index i ON i.doc = record_fts.rowid JOIN records r ON r.id = i.record_id "
     "WHERE record_fts MATCH ? AND {where} ORDER BY s DESC, i.doc LIMIT ?"
 )
+SQLITE_MATCHES = f"SELECT COUNT(*) FROM (SELECT 1 FROM record_fts WHERE record_fts MATCH ? LIMIT {OVERFETCH + 1}) m"
+POSTGRES_SEARCH_TOP = (
+    "SELECT t.record_id, t.s FROM (SELECT i.doc, i.record_id, ts_rank(i.tsv, q.query, 0) AS s "
+    "FROM record_index i, websearch_to_tsquery('english', ?) AS q(query) WHERE i.tsv @@ q.query "
+    f"ORDER BY s DESC, i.doc LIMIT {OVERFETCH}) t JOIN records r ON r.id = t.record_id "
+    "WHERE {where} ORDER BY t.s DESC, t.doc LIMIT ?"
+)
 POSTGRES_SEARCH = (
-    "SELECT i.record_id, ts_rank_cd(i.tsv, q.query, 0) AS s "
+    "SELECT i.record_id, ts_rank(i.tsv, q.query, 0) AS s "
     "FROM record_index i JOIN records r ON r.id = i.record_id, "
     "websearch_to_tsquery('english', ?) AS q(query) "
     "WHERE i.tsv @@ q.query AND {where} ORDER BY s DESC, i.doc LIMIT ?"
+)
+POSTGRES_MATCHES = (
+    "SELECT COUNT(*) FROM (SELECT 1 FROM record_index WHERE tsv @@ websearch_to_tsquery('english', ?) "
+    f"LIMIT {OVERFETCH + 1}) m"
 )
 
 

@@ -25,6 +25,7 @@ class SearchQueries:
 
     _search_sql: str  # a query template with {where}; params: match, *where, limit
     _search_top_sql: str | None = None  # the same over the engine's best OVERFETCH matches only
+    _matches_sql: str = ""  # with _search_top_sql: how many records match, counted up to OVERFETCH + 1
 
     @abstractmethod
     def _tx(self, write: bool = False) -> AbstractContextManager: ...
@@ -71,7 +72,7 @@ class SearchQueries:
 
     def _matches(self, q, match: str) -> int:
         """How many records the lexical query matches, counted up to OVERFETCH + 1."""
-        return 0
+        return int(q(self._matches_sql, (match,)).fetchone()[0])
 
     def vectors(self, namespace: Namespace, level: str | None, flt: RecallFilter | None,
                 embedder: str) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from r3mem.errors import StoreError
-from r3mem.store.lexical import OVERFETCH, SQLITE_DDL, SQLITE_SEARCH, SQLITE_SEARCH_TOP, fts5_match
+from r3mem.store.lexical import SQLITE_DDL, SQLITE_MATCHES, SQLITE_SEARCH, SQLITE_SEARCH_TOP, fts5_match
 from r3mem.store.sql import Query, SQLBackend, schema
 
 _BUSY_TIMEOUT_MS = 30_000  # concurrent writers queue on the file lock instead of failing
@@ -21,6 +21,7 @@ _BUSY_TIMEOUT_MS = 30_000  # concurrent writers queue on the file lock instead o
 class SQLiteBackend(SQLBackend):
     _search_sql = SQLITE_SEARCH
     _search_top_sql = SQLITE_SEARCH_TOP
+    _matches_sql = SQLITE_MATCHES
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -36,10 +37,6 @@ class SQLiteBackend(SQLBackend):
 
     def _match(self, words: list[str]) -> str:
         return fts5_match(words)
-
-    def _matches(self, q, match: str) -> int:
-        sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM record_fts WHERE record_fts MATCH ? LIMIT {OVERFETCH + 1})"
-        return int(q(sql, (match,)).fetchone()[0])
 
     def _metadata_equals(self, column: str, key: str) -> tuple[str, str]:
         # `->` gives the value's minified JSON text, compared with the filter value's JSON text
