@@ -142,6 +142,9 @@ def load_base_model(
                 f"model {name!r} is neither a local directory nor in the local Hugging Face "
                 "cache; r3mem works offline: download it first or pass a directory"
             ) from exc
+        except ValueError as exc:  # transformers: a directory without a model it recognises
+            raise ModelNotFound(f"model {name!r} holds no model transformers can load: "
+                                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)

@@ -1,7 +1,8 @@
 """The `r3mem` command line: thin wrappers, one library call per command.
 
 Every `R3MemError` becomes one stderr line and the error's exit code:
-1 other r3mem error, 2 bad input or usage, 3 model not found,
+1 any other error (an I/O error, or a bug: one line, R3MEM_DEBUG=1 shows the traceback),
+2 bad input or usage (a path checked before any model loads), 3 model not found,
 4 corrupt checkpoint or memory file, 5 checkpoint/memory made for another model,
 6 record not found (in this namespace), 7 store unavailable or corrupt, 8 access denied,
 9 a reconstruction that `--require-verified` refused.
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from r3mem.cli_checks import preflight
 from r3mem.decoding import (
     DEFAULT_BEAMS,
     DEFAULT_GUIDANCE,
@@ -261,13 +264,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     args.argv = argv  # results record the command that made them
     try:
+        preflight(args)  # paths and model directories, before any model loads
         return args.func(args)
     except R3MemError as exc:
-        print(f"r3mem: error: {exc}", file=sys.stderr)
+        print(f"r3mem: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("r3mem: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the disk filled, a file vanished or changed mode meanwhile
+        print(f"r3mem: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line; R3MEM_DEBUG=1 shows the traceback
+        if os.environ.get("R3MEM_DEBUG"):
+            raise
+        print(f"r3mem: internal error: {type(exc).__name__}: {_one_line(exc)} (R3MEM_DEBUG=1 shows where)",
+              file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -106,6 +106,8 @@ class Memory:
     @classmethod
     def load(cls, path: str | Path) -> Memory:
         source = Path(path)
+        if source.is_dir():
+            raise MemoryFileError(f"{source} is a directory, not a .r3m memory file")
         if not source.is_file():
             raise MemoryFileError(f"no such memory file: {source}")
         try:

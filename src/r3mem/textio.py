@@ -10,6 +10,8 @@ from r3mem.errors import InvalidInput
 def read_text_file(path: str | Path) -> str:
     """Return the file's text; refuse missing, non-UTF-8 or empty files with one clear line."""
     source = Path(path)
+    if source.is_dir():
+        raise InvalidInput(f"{source} is a directory, not a text file")
     if not source.is_file():
         raise InvalidInput(f"no such file: {source}")
     data = source.read_bytes()
