@@ -158,8 +158,13 @@ class StoreCommands:
         _print({"exported": store.export(ns, args.path), "path": args.path})
 
     def import_(self, args):
+        if args.as_user is not None:  # the records move to that user, so that is the namespace written
+            if args.user not in (None, args.as_user):
+                raise InvalidInput(f"--user {args.user} and --as-user {args.as_user} disagree: the records "
+                                   "go to --as-user's namespace")
+            args.user = args.as_user
         store, ns = self._store(args)
-        _print({"imported": store.import_(args.path, scope=ns)})
+        _print({"imported": store.import_(args.path, scope=ns, as_user=args.as_user)})
 
     def stats(self, args):
         store, ns = self._store(args)
@@ -298,6 +303,8 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
     p.add_argument("path")
     p = command("import", cmds.import_, "add an archive's records (all or none) within the namespace")
     p.add_argument("path")
+    p.add_argument("--as-user", metavar="USER", help="move every record to this user first (agent and session kept): "
+                                                     "a migration between users")
     command("stats", cmds.stats, "record counts and bytes")
     command("rekey", cmds.rekey, "rewrite the namespace's retrieval keys after the checkpoint's key changes")
     p = command("key", cmds.key_create, "create an API key for the service, scoped to the namespace")

@@ -192,13 +192,25 @@ def export(namespace: Namespace, path: str | Path) -> Call[int]:
     return Call("POST", "/v1/export", save, json={"namespace": _ns(namespace)})
 
 
-def import_(path: str | Path, scope: Namespace | None = None) -> Call[int]:
-    """The server keeps every record inside the key's scope; `scope` is checked there too, as the
-    request's namespace, so a narrower scope than the key's is honoured."""
-    params = _ns(scope) if scope is not None else None
+def import_(path: str | Path, scope: Namespace | None = None, as_user: str | None = None) -> Call[int]:
+    """The server keeps every record inside the key's scope; a narrower `scope` is checked here,
+    on the archive's records, as the store would."""
     try:
         content = Path(path).read_bytes()
     except OSError as exc:
         raise errors.InvalidInput(f"cannot read the archive {path}: {exc.strerror}") from exc
+    if scope is not None:
+        _ns(scope)  # a Namespace, else InvalidInput
+        _check_scope(path, scope, as_user)
+    params = {"as_user": as_user} if as_user is not None else None
     return Call("POST", "/v1/import", lambda r: r.json()["imported"], params=params, content=content,
                 headers={"Content-Type": "application/gzip"})
+
+
+def _check_scope(path: str | Path, scope: Namespace, as_user: str | None) -> None:
+    from r3mem.store import archive
+
+    for r in archive.read(Path(path)):
+        namespace = Namespace(as_user, r.namespace.agent, r.namespace.session) if as_user else r.namespace
+        if not scope.contains(namespace):
+            raise errors.InvalidInput(f"a record in the archive lies outside {scope}")

@@ -225,7 +225,11 @@ def export(body: ExportRequest, key: Caller, store: Store) -> FileResponse:
 
 @router.post("/import", openapi_extra={"requestBody": _ARCHIVE},
              responses={415: {"model": ErrorOut, "description": "the body is not sent as an archive type"}})
-async def import_archive(request: Request, key: Caller, store: Store) -> ImportedOut:
+async def import_archive(
+    request: Request, key: Caller, store: Store,
+    as_user: Annotated[str | None, Query(max_length=128, description="move every record to this user (agent and "
+                                         "session kept) first: a migration, allowed inside the key's scope")] = None,
+) -> ImportedOut:
     """Add an exported archive's records, all or none; every one must lie inside the key's scope."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ARCHIVE_TYPES:
@@ -237,7 +241,7 @@ async def import_archive(request: Request, key: Caller, store: Store) -> Importe
                 upload.write(chunk)
         # unpacked records may be larger than the gzip upload, but not unboundedly so
         settings = request.app.state.settings
-        imported = await run_in_threadpool(store.import_, path, scope=key.scope,
+        imported = await run_in_threadpool(store.import_, path, scope=key.scope, as_user=as_user,
                                            max_bytes=4 * settings.max_import_bytes,
                                            max_records=settings.max_import_records)
     return ImportedOut(imported=imported)

@@ -16,17 +16,14 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from r3mem.api import R3Mem
 from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, check_beams, check_guidance, check_samples
 from r3mem.errors import CheckpointMismatch, InvalidInput, RecordNotFound
 from r3mem.store import archive, importing
 from r3mem.store.backend import Event, StoreBackend
 from r3mem.store.dense import DenseIndex, top
 from r3mem.store.embedder import Embedder, default_embedder
-from r3mem.store.encoder import RecordEncoder, Unit, document_units, message_units
 from r3mem.store.filters import RecallFilter
 from r3mem.store.fusion import DEFAULT_FUSION, Fusion, fuse, rrf
-from r3mem.store.indexing import entries
 from r3mem.store.location import open_backend
 from r3mem.store.namespace import Namespace
 from r3mem.store.recall import (
@@ -42,8 +39,10 @@ from r3mem.store.recall import (
 from r3mem.store.record import LEVELS, Record, encode_key
 from r3mem.store.validation import check_metadata, check_text
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the model stack (torch) is imported by the operations that run the model
     from r3mem.answers import Source
+    from r3mem.api import R3Mem
+    from r3mem.store.encoder import RecordEncoder
 
 DOCUMENT_LEVELS = ("document", "paragraph", "sentence", "entity")
 MAX_PAGE = (1 << 63) - 1  # the largest LIMIT and OFFSET both SQLite and PostgreSQL accept
@@ -86,6 +85,19 @@ class Answer:
                 "sources": [source.as_dict() for source in self.sources]}
 
 
+def _default_model() -> R3Mem:
+    from r3mem.api import R3Mem
+
+    return R3Mem.load()
+
+
+def entries(records: list[Record], embedder: Embedder, r3: R3Mem | None):
+    """`r3mem.store.indexing.entries`, imported on first use: it imports torch, which listing does not need."""
+    from r3mem.store.indexing import entries as make
+
+    return make(records, embedder, r3)
+
+
 def _embedder_factory(embedder: Embedder | Callable[[], Embedder] | None) -> Callable[[], Embedder]:
     """A factory for the store's embedder: the default MiniLM, a given embedder, or a given factory."""
     if embedder is None:
@@ -122,11 +134,14 @@ class MemoryStore:
     @classmethod
     def open(cls, url: str | None = None, model: R3Mem | Callable[[], R3Mem] | None = None, **kwargs) -> MemoryStore:
         """Open (creating if needed) the store at `url`; default: SQLite under `$R3MEM_HOME`."""
-        return cls(open_backend(url), model if model is not None else R3Mem.load, **kwargs)
+        return cls(open_backend(url), model if model is not None else _default_model, **kwargs)
 
     @property
     def encoder(self) -> RecordEncoder:
         if self._encoder is None:
+            from r3mem.api import R3Mem
+            from r3mem.store.encoder import RecordEncoder
+
             r3 = self._model() if callable(self._model) and not isinstance(self._model, R3Mem) else self._model
             if r3 is None:
                 raise InvalidInput("this store was opened without a model; add, recall and ask need one")
@@ -159,6 +174,8 @@ class MemoryStore:
             metadata: dict | None = None, store_text: bool = True,
             levels: tuple[str, ...] = DOCUMENT_LEVELS) -> list[Record]:
         """Compress `text` (as a hierarchy) or `messages` (as turns) into records, atomically."""
+        from r3mem.store.encoder import document_units, message_units
+
         metadata = check_metadata(metadata)
         if (text is None) == (messages is None):
             raise InvalidInput("give exactly one of text or messages")
@@ -187,6 +204,8 @@ class MemoryStore:
     def update(self, record_id: str, namespace: Namespace, text: str | None = None,
                metadata: dict | None = None) -> Record:
         """Replace a record's text (re-compressed, with a new subtree) and/or its metadata."""
+        from r3mem.store.encoder import Unit, document_units
+
         old = self.get(record_id, namespace)
         if text is None and metadata is None:
             raise InvalidInput("nothing to update: give text and/or metadata")
@@ -449,14 +468,18 @@ class MemoryStore:
         (a record whose memory is still pending goes as it is, and the importing store writes it)."""
         return archive.write(self.backend.find(namespace), namespace, Path(path))
 
-    def import_(self, path: str | Path, scope: Namespace | None = None,
+    def import_(self, path: str | Path, scope: Namespace | None = None, as_user: str | None = None,
                 max_bytes: int = archive.MAX_ARCHIVE_BYTES, max_records: int = archive.MAX_RECORDS) -> int:
         """Add an archive's records (all or none); with `scope`, every record must lie inside it.
+        `as_user` moves every record to that user (agent and session kept) before the scope is
+        checked: a migration between users, allowed where the caller may write.
 
         Each record passes the checks an add applies (`r3mem.store.importing`); `max_bytes` bounds
         both the archive file and its unpacked records, `max_records` their number.
         """
         records = archive.read(Path(path), max_bytes=max_bytes, max_records=max_records)
+        if as_user is not None:  # a new namespace changes each record's checksum, computed afresh
+            records = [replace(r, namespace=replace(r.namespace, user=as_user), checksum="") for r in records]
         loaded = self._encoder.r3 if self._encoder is not None else None  # else memory-only ones wait for recall
         records = importing.admit(records, self.backend, scope, loaded)
         self.backend.insert(records, op="import", index=entries(records, self.dense.embedder, loaded))
