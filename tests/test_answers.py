@@ -130,3 +130,20 @@ def test_the_readme_example_with_the_default_model(real, tmp_path):
     assert store.ask("Where do I live?", alice).answer == "Lyon"
     assert store.chat("What is my dog called?", alice).answer == "Your dog is called Rex."
     store.close()
+
+
+def test_a_source_read_alone_can_supply_the_answer_a_distracting_one_hid(monkeypatch):
+    """Reading three records together the reader copies a distractor; reading the first alone it finds the
+    answer. The most confident grounded candidate is answered, located in its own record."""
+    texts = ["I live in Lyon.", "Nate: Sounds like you made your living room comfy!", "Nate: Any pointers?"]
+
+    def fake_extract(r3, group, question):
+        return "Lyon" if group == texts[:1] else "Sounds like you made your living room comfy"
+
+    monkeypatch.setattr(grounded, "extract", fake_extract)
+    monkeypatch.setattr(grounded, "likelihood", lambda r3, t, q, a: (-1.0, 1.0))
+    coverage_only = Calibration(("question_coverage",), (0.5,), (0.25,), (4.0,), 0.0, 0.5)
+    got = grounded.answer_question(None, "Where do I live?",  # type: ignore[arg-type]
+                                   [grounded.Evidence(str(i), t, 0.1) for i, t in enumerate(texts)], coverage_only)
+    assert not got.abstained and got.answer == "Lyon"
+    assert got.sources[0].id == "0" and texts[0][slice(*got.sources[0].span)] == "Lyon"

@@ -1,7 +1,8 @@
 """A grounded answer: extracted from the sources, located in one of them, and scored.
 
 `answer_question` runs the three steps: constrained extraction (`constrained`), grounding
-(`grounding`), confidence (`confidence`). It abstains (answer None) when the extraction is
+(`grounding`), confidence (`confidence`), for a candidate from all sources and one from each
+of the first few alone, keeping the most confident. It abstains (answer None) when the extraction is
 empty, when no source holds the answer, or when the confidence falls below the calibration's
 threshold; the sources are then the closest records, without spans.
 """
@@ -17,6 +18,7 @@ from r3mem.answers.grounding import ground
 from r3mem.api import R3Mem
 
 CLOSEST = 3  # records named when abstaining
+PER_SOURCE = 3  # sources also read alone for a candidate of their own (one extra extraction each)
 
 
 @dataclass(frozen=True)
@@ -74,24 +76,46 @@ def _abstain(evidence: list[Evidence], candidate: str = "", confidence: float = 
 
 def answer_question(r3: R3Mem, question: str, evidence: list[Evidence],
                     calibration: Calibration | None = None) -> GroundedAnswer:
-    """Answer `question` from `evidence` (in the order the reader should see it), or abstain."""
+    """Answer `question` from `evidence` (in the order the reader should see it), or abstain.
+
+    Candidates are extracted from all sources read together and from each of the first
+    `PER_SOURCE` sources read alone (a small reader reading several records often copies a
+    distracting one); each is grounded and scored with the same features, always given all
+    sources, and the most confident one is answered if it clears the threshold.
+    """
     if not evidence:
         return _abstain([])
     calibration = calibration or load_calibration()
     texts = [e.text for e in evidence]
-    candidate = extract(r3, texts, question)
-    where = ground(candidate, texts, question) if candidate else None
-    if where is None:
-        return _abstain(evidence, candidate)
-    source = evidence[where.source]
-    answer = source.text[where.start : where.end]
-    logprob, pmi = likelihood(r3, texts, question, answer)
-    values = features(max(e.score for e in evidence), logprob, pmi, question, source.text)
-    confidence = calibration.confidence(values)
-    if confidence < calibration.threshold:
-        return _abstain(evidence, answer, confidence, values)
-    return GroundedAnswer(answer, False, confidence, [Source(source.id, source.text, (where.start, where.end))],
-                          answer, values)
+    top_score = max(e.score for e in evidence)
+    best: GroundedAnswer | None = None
+    first_candidate = ""
+    scored: set[tuple[int, int, int]] = set()
+    groups = [list(range(len(texts)))]
+    if len(texts) > 1:
+        groups += [[i] for i in range(min(PER_SOURCE, len(texts)))]
+    for group in groups:
+        candidate = extract(r3, [texts[i] for i in group], question)
+        first_candidate = first_candidate or candidate
+        where = ground(candidate, [texts[i] for i in group], question) if candidate else None
+        if where is None:
+            continue
+        n = group[where.source]
+        if (n, where.start, where.end) in scored:
+            continue
+        scored.add((n, where.start, where.end))
+        answer = texts[n][where.start : where.end]
+        logprob, pmi = likelihood(r3, texts, question, answer)
+        values = features(top_score, logprob, pmi, question, texts[n])
+        confidence = calibration.confidence(values)
+        if best is None or confidence > best.confidence:
+            span = Source(evidence[n].id, texts[n], (where.start, where.end))
+            best = GroundedAnswer(answer, False, confidence, [span], answer, values)
+    if best is None:
+        return _abstain(evidence, first_candidate)
+    if best.confidence < calibration.threshold:
+        return _abstain(evidence, best.candidate, best.confidence, best.features)
+    return best
 
 
 def describe(result: Answered) -> str:
