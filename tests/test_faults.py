@@ -78,6 +78,33 @@ def small_fs():
         pytest.skip(str(exc))
 
 
+def test_delete_frees_space_on_a_full_disk_and_loses_nothing_acknowledged(tiny, small_fs):
+    """The store's reserve file (r3mem.store.reserve) is given up so a DELETE can be logged."""
+    url = f"sqlite:///{small_fs / 'store.sqlite3'}"
+    store = MemoryStore(open_backend(url), tiny)
+    with TestClient(create_app(Settings(), store=store)) as client:
+        headers = _headers(store)
+        acked = [[r["id"] for r in _add(client, headers, n).json()["records"]] for n in range(3)]
+        filler = fill(small_fs)
+        for n in range(3, 300):  # bounded: a WAL file may still have room for a few adds
+            r = _add(client, headers, n)
+            if r.status_code != 201:
+                break
+            acked.append([rec["id"] for rec in r.json()["records"]])
+        assert r.status_code == 503, "a full disk never refused an add"
+        gone = acked.pop(0)
+        deleted = client.delete(f"/v1/memories/{gone[0]}", params={"user": "alice"}, headers=headers)
+        assert deleted.status_code == 200, deleted.text
+        assert set(deleted.json()["deleted"]) == set(gone)
+        assert client.get(f"/v1/memories/{gone[0]}", params={"user": "alice"}, headers=headers).status_code == 404
+        again = acked.pop(0)  # a second delete on the still-full disk, the reserve already spent
+        assert client.delete(f"/v1/memories/{again[0]}", params={"user": "alice"}, headers=headers).status_code \
+            == 200
+        filler.unlink()
+    store.close()
+    assert_intact(check_store(url, acked))
+
+
 def test_disk_full_refuses_adds_clearly_and_recovers_when_space_returns(tiny, small_fs, caplog):
     url = f"sqlite:///{small_fs / 'store.sqlite3'}"
     store = MemoryStore(open_backend(url), tiny)

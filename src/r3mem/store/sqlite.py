@@ -7,13 +7,18 @@ acknowledged survives the process being killed (and the OS crashing) at any mome
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from r3mem.errors import StoreError
 from r3mem.store.lexical import SQLITE_DDL, SQLITE_MATCHES, SQLITE_SEARCH, SQLITE_SEARCH_TOP, fts5_match
+from r3mem.store.namespace import Namespace
+from r3mem.store.reserve import Reserve
 from r3mem.store.sql import Query, SQLBackend, schema
+
+T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS = 30_000  # concurrent writers queue on the file lock instead of failing
 
@@ -34,6 +39,26 @@ class SQLiteBackend(SQLBackend):
             for statement in schema(blob="BLOB", serial="INTEGER PRIMARY KEY AUTOINCREMENT") + SQLITE_DDL:
                 q(statement)
             self._migrate_index(q)
+        self.reserve = Reserve(self.path.with_name(self.path.name + ".reserve"))
+        self.reserve.ensure()
+
+    # -- deletes free space even on a full disk (r3mem.store.reserve) --------------------
+    def delete(self, record_id: str, namespace: Namespace) -> list[str]:
+        return self._freeing(lambda: super(SQLiteBackend, self).delete(record_id, namespace))
+
+    def delete_all(self, namespace: Namespace) -> int:
+        return self._freeing(lambda: super(SQLiteBackend, self).delete_all(namespace))
+
+    def _freeing(self, delete: Callable[[], T]) -> T:
+        """Run `delete`; if the disk is too full to log it, give up the reserve and run it once more."""
+        try:
+            return delete()
+        except StoreError as exc:
+            if "full" not in str(exc) or not self.reserve.release():
+                raise
+        result = delete()
+        self.reserve.ensure()
+        return result
 
     def _match(self, words: list[str]) -> str:
         return fts5_match(words)
