@@ -107,3 +107,17 @@ def test_rate_limit_setting_is_checked():
     with pytest.raises(InvalidInput, match="rate_limit"):
         Settings(rate_limit="lots")
     assert create_app(Settings(rate_limit=None)).state.limiter.limiter is None
+
+
+def test_serve_takes_a_rate_limit(monkeypatch, capsys):
+    import r3mem.service.server as server
+    from r3mem.cli import main
+
+    seen = []
+    monkeypatch.setattr(server, "serve", lambda settings, preload=False: seen.append(settings))
+    assert main(["serve", "--rate-limit", "2/minute"]) == 0
+    assert main(["serve", "--rate-limit", "none"]) == 0
+    assert main(["serve"]) == 0
+    assert main(["serve", "--rate-limit", "lots"]) == 2
+    assert "rate_limit" in capsys.readouterr().err
+    assert [s.rate_limit for s in seen] == ["2/minute", None, Settings().rate_limit]

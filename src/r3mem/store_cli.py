@@ -207,9 +207,11 @@ class StoreCommands:
         from r3mem.service.settings import Settings
 
         # the CLI's loader: the libraries' progress bars would break the one-line error on a bad model
+        limit = {} if args.rate_limit is None else \
+            {"rate_limit": None if args.rate_limit == "none" else args.rate_limit}
         serve(Settings(store_url=args.store, host=args.host, port=args.port, model=args.model,
                        checkpoint=args.checkpoint, device=args.device, ratio=args.ratio,
-                       model_factory=lambda: self.load_model(args)), preload=True)
+                       model_factory=lambda: self.load_model(args), **limit), preload=True)
 
     def chat(self, args):
         store, ns = self._store(args, local_only="chat")
@@ -315,6 +317,9 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--store", help="store URL (default: $R3MEM_STORE, else $R3MEM_HOME/store.sqlite3)")
     p.add_argument("--ratio", type=float, default=4)
+    p.add_argument("--rate-limit", metavar="LIMITS",
+                   help="per API key, e.g. '5/second;300/minute;10000/day' (a daily window is a quota); 'none' "
+                        "turns it off (default: 100/second;3000/minute; docs/deployment.md)")
     model_args(p)
     p.set_defaults(func=lambda a: cmds.serve(a) or 0)
     p = sub.add_parser("bench-recall", help="recall latency at 1k, 10k, 100k records (README figures)")

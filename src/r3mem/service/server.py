@@ -29,7 +29,7 @@ def serve(settings: Settings, preload: bool = False) -> None:
 
     if not is_loopback(settings.host):
         print(f"r3mem: listening on {settings.host}: reachable from other machines; "
-              "every route still needs an API key", file=sys.stderr)
+              "every route still needs an API key; put TLS in front of it (docs/deployment.md)", file=sys.stderr)
     store = None
     if preload:
         store = open_store(settings)
