@@ -85,6 +85,25 @@ def test_fork_refuses_a_config_it_cannot_continue(tmp_path, data, source, change
     assert not (tmp_path / "new").exists(), "nothing half-made is left to resume"
 
 
+def test_fork_from_the_shipped_checkpoint_continues_its_weights_and_step(tmp_path, data, monkeypatch):
+    """Run states stay off git, so another machine continues from the checkpoint: its weights, its step."""
+    monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 8)
+    shipped = _fresh()
+    with torch.no_grad():
+        shipped.network.initial_memory.add_(0.5)  # weights no fresh model has
+    shipped.save_checkpoint(tmp_path / "ckpt", info={"step": 2, "train_seconds": 7.0})
+    cfg = _config(tmp_path, data, "new", steps=3, memory=TINY_MEMORY.to_json())
+    assert fork_run(tmp_path / "ckpt", cfg) == 2
+    state = load_file(str(tmp_path / "new" / "state" / "weights.safetensors"))
+    assert torch.allclose(state["initial_memory"], shipped.network.initial_memory.float(), atol=1e-3)
+    assert not (tmp_path / "new" / "state" / "optimizer.safetensors").exists(), "a checkpoint keeps no moments"
+    train(cfg, _fresh(), log=lambda _: None)
+    steps = [r["step"] for r in _rows(tmp_path / "new") if "rec" in r]
+    assert steps == [3], "the fork runs only the steps after the checkpoint's"
+    with pytest.raises(InvalidInput, match="memory network differs"):
+        fork_run(tmp_path / "ckpt", _config(tmp_path, data, "other", steps=3))
+
+
 def test_fork_refuses_a_missing_source_or_a_taken_destination(tmp_path, data, source):
     with pytest.raises(InvalidInput, match="has no saved state"):
         fork_run(tmp_path / "nowhere", _config(tmp_path, data, "new", steps=5))
