@@ -66,6 +66,7 @@ def _check_parents(records: list[Record], backend: StoreBackend) -> None:
 
     A parent in another namespace is refused with the same words as a missing one."""
     in_archive = {r.id: r.namespace for r in records}
+    _refuse_cycles({r.id: r.parent_id for r in records})
     for record in records:
         parent = record.parent_id
         if parent is None or in_archive.get(parent) == record.namespace:
@@ -74,3 +75,17 @@ def _check_parents(records: list[Record], backend: StoreBackend) -> None:
         if stored is None or stored.namespace != record.namespace:
             raise InvalidInput(f"record {record.id}: its parent {parent} is neither in the archive nor "
                                f"stored in {record.namespace}")
+
+
+def _refuse_cycles(parents: dict[str, str | None]) -> None:
+    """A record cannot be its own ancestor: deleting one of a cycle would never end."""
+    done: set[str] = set()
+    for start in parents:
+        seen: set[str] = set()
+        node: str | None = start
+        while node is not None and node in parents and node not in done:
+            if node in seen:
+                raise InvalidInput(f"record {node}: its parents lead back to itself")
+            seen.add(node)
+            node = parents[node]
+        done |= seen

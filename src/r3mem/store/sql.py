@@ -33,6 +33,8 @@ COLUMNS = (
     "updated_at", "memory_checksum", "checksum",
 )
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM records"
+# A hierarchy is at most four deep (document, paragraph, sentence, entity); far more is a cycle.
+_MAX_DEPTH = 32
 _PENDING = "memory_shape = '[]'"  # a text record whose memory is not written yet (Record.pending)
 _WRITTEN = "memory_shape <> '[]'"
 
@@ -164,15 +166,16 @@ class SQLBackend(Forgetting, SearchQueries, StoreBackend):
     @staticmethod
     def _subtree(q: Query, record_id: str, namespace: Namespace) -> list[str]:
         """The record's id and its descendants' ids, root first; every step stays inside `namespace`,
-        so a record another namespace hung under this one (by an import) is never reached."""
+        so a record another namespace hung under this one (by an import) is never reached, and the
+        walk stops at `_MAX_DEPTH`, so a cycle of parents (a crafted row) cannot make it endless."""
         where, params = _where(namespace, prefix="r.")
         tree = (
             "WITH RECURSIVE sub(id, depth) AS (SELECT r.id, 0 FROM records r WHERE r.id = ? AND " + where +
             " UNION ALL SELECT r.id, sub.depth + 1 FROM records r JOIN sub ON r.parent_id = sub.id WHERE " +
-            where + ") "
+            where + f" AND sub.depth < {_MAX_DEPTH}) "
         )
         rows = q(tree + "SELECT id FROM sub ORDER BY depth", (record_id, *params, *params)).fetchall()
-        return [row[0] for row in rows]
+        return list(dict.fromkeys(row[0] for row in rows))  # a cycle would name a record again
 
     def replace(self, record: Record, detail: dict, descendants: list[Record] | None = None,
                 index: list[IndexEntry] | None = None) -> None:
