@@ -174,6 +174,21 @@ class StoreCommands:
         store, ns = self._store(args, local_only="rekey")
         _print({"rekeyed": store.rekey(ns)})
 
+    def mcp(self, args):
+        from r3mem.mcp_server import create_mcp_server
+
+        store, ns = self._store(args)
+        if args.transport == "stdio":  # stdout carries the protocol: nothing else may print there
+            create_mcp_server(store, ns).run("stdio")
+            return
+        from r3mem.mcp_http import MCP_PATH, auth_options, warn_if_exposed
+
+        if not hasattr(store, "backend"):
+            raise InvalidInput("the MCP HTTP transport checks API keys in the store: give --store, not --url")
+        warn_if_exposed(args.host)
+        server = create_mcp_server(store, ns, **auth_options(store.backend, ns, args.host, args.port))
+        server.run("streamable-http", host=args.host, port=args.port, streamable_http_path=MCP_PATH)
+
     def bench_recall(self, args):
         import tempfile
         from pathlib import Path
@@ -333,5 +348,12 @@ def register(sub: argparse._SubParsersAction, load_model, model_args: Callable) 
     p.add_argument("--ratio", type=float, default=4)
     model_args(p)
     p.set_defaults(func=lambda a: cmds.bench_recall(a) or 0)
+    p = command("mcp", cmds.mcp, "the memory as MCP tools for agents (stdio; --transport http for streamable HTTP)",
+                True)
+    p.add_argument("--transport", choices=("stdio", "http"), default="stdio",
+                   help="stdio (default): for a desktop agent that starts r3mem mcp itself; http: streamable HTTP "
+                        "at http://HOST:PORT/mcp, each request with an API key (r3mem key create)")
+    p.add_argument("--host", default="127.0.0.1", help="with --transport http (default: loopback)")
+    p.add_argument("--port", type=int, default=8766, help="with --transport http (default 8766)")
     p = command("chat", cmds.chat, "an assistant that remembers across runs (reads stdin)", True)
     p.add_argument("--top-k", type=int, default=3)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the model stack (torch) is imported by the operations that 
     from r3mem.answers import Source
     from r3mem.api import R3Mem
     from r3mem.store.encoder import RecordEncoder
+    from r3mem.verify import Reconstruction
 
 DOCUMENT_LEVELS = ("document", "paragraph", "sentence", "entity")
 MAX_PAGE = (1 << 63) - 1  # the largest LIMIT and OFFSET both SQLite and PostgreSQL accept
@@ -285,6 +286,30 @@ class MemoryStore:
             return record.text, "stored"
         memory = self.encoder.as_memory(record)
         return self.encoder.r3.expand(memory, beams=beams, samples=samples, guidance=guidance), "reconstructed"
+
+    def expand(self, record_id: str, namespace: Namespace, beams: int = DEFAULT_BEAMS,
+               samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> Reconstruction:
+        """Regenerate a record's text from its memory alone, with a verdict per segment: whether it is
+        the stored text token for token when the record kept its text, else None (a store record
+        keeps no source digests, so a memory-only record's reconstruction cannot be checked)."""
+        from r3mem.verify import Reconstruction
+
+        check_beams(beams)
+        check_samples(samples)
+        check_guidance(guidance)
+        record = self.get(record_id, namespace)
+        if record.pending:
+            self.flush(namespace)
+            record = self.get(record_id, namespace)
+        r3 = self.encoder.r3
+        parts = r3.expand_ids(self.encoder.as_memory(record), beams=beams, samples=samples, guidance=guidance)
+        verified: builtins.list[bool | None] = [None] * len(parts)
+        if record.text is not None:
+            source, start = r3.tokenize(record.text), 0
+            for i, (part, n) in enumerate(zip(parts, record.segment_tokens, strict=True)):
+                verified[i] = list(part) == source[start : start + n]
+                start += n
+        return Reconstruction(r3.detokenize([t for part in parts for t in part]), list(range(len(parts))), verified)
 
     @staticmethod
     def _check_level(level: str | None) -> None:
