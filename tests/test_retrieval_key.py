@@ -92,3 +92,34 @@ def test_recall_rekeys_a_store_written_before_the_key_head(store, tiny, monkeypa
         record.verify()  # the rewritten key is covered by a fresh checksum
     assert store.keys.get(bob, None)[1].shape[1] == tiny.network.hidden_size, "another namespace is untouched"
     assert store.rekey(alice) == 0, "nothing left to rekey"
+
+
+def test_adds_defer_the_head_key_of_text_records_until_a_recall_reads_keys(store, tiny, monkeypatch):
+    """The default recall never reads keys, so adds skip the head's pass; `key` recall rekeys first."""
+    from r3mem.store.namespace import Namespace
+
+    alice = Namespace(user="alice")
+    monkeypatch.setattr(tiny, "key_head", KeyHead(tiny.network.hidden_size, CONFIG))
+    told = store.add(alice, text="I live in Lyon.", levels=("document",))[0]
+    hidden = store.add(alice, text="My dog is called Rex.", levels=("document",), store_text=False)[0]
+    store.flush()
+    widths = {r.id: len(r.key) // 2 for r in store.list(alice)}
+    assert widths == {told.id: tiny.network.hidden_size, hidden.id: CONFIG.dim}, "only the text-less one keyed now"
+    hits = store.recall("Where do I live?", alice, top_k=2, method="key", reconstruct=False)
+    assert {h.record.id for h in hits} == {told.id, hidden.id}
+    assert {len(r.key) // 2 for r in store.list(alice)} == {CONFIG.dim}
+    expected = encode_keys(tiny.network, tiny.tokenizer, tiny.key_head, ["I live in Lyon."], "record")[0]
+    assert np.allclose(store.get(told.id, alice).key_vector(), expected, atol=1e-2)  # fp16 on disk
+
+
+def test_a_fusion_that_weighs_the_key_writes_it_with_every_add(store_url, tiny, monkeypatch):
+    from r3mem.store import MemoryStore
+    from r3mem.store.fusion import Fusion
+    from r3mem.store.location import open_backend
+    from r3mem.store.namespace import Namespace
+
+    monkeypatch.setattr(tiny, "key_head", KeyHead(tiny.network.hidden_size, CONFIG))
+    keyed = MemoryStore(open_backend(store_url), tiny, fusion=Fusion(key=1.0), memory_batch=0)
+    keyed.add(Namespace(user="alice"), text="I live in Lyon.", levels=("document",))
+    assert [len(r.key) // 2 for r in keyed.list(Namespace(user="alice"))] == [CONFIG.dim]
+    keyed.close()

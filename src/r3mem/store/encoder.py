@@ -72,9 +72,14 @@ def message_units(messages: list) -> list[Unit]:
 class RecordEncoder:
     """Compresses units with one `R3Mem` at one ratio and derives their retrieval keys."""
 
-    def __init__(self, r3: R3Mem, ratio: float = 4, memory_dtype: str = "float16") -> None:
+    def __init__(self, r3: R3Mem, ratio: float = 4, memory_dtype: str = "float16", lazy_keys: bool = False) -> None:
+        """`lazy_keys`: a text record is written with its memory's key (`key_of`, free) instead of the
+        trained head's, which `MemoryStore.rekey` writes when a recall first reads keys (the head's
+        pass costs about two thirds of compression; the default recall never reads keys). A
+        memory-only record gets the head's key at once: its text is gone after the add."""
         self.r3, self.ratio, self.memory_dtype = r3, ratio, memory_dtype
         self.m = r3.config.memory_tokens_for(ratio)
+        self.lazy_keys = lazy_keys
 
     def memory_tokens(self, n_tokens: int) -> int:
         """m for a unit of `n_tokens`: its own length over the ratio, as training samples it.
@@ -142,6 +147,18 @@ class RecordEncoder:
             return [self.key_of(mem.snapshots) for mem in memories]
         return list(encode_keys(self.r3.network, self.r3.tokenizer, head, texts, "record"))
 
+    def _complete_keys(self, records: list[Record], texts: list[str], memories: list[Memory]) -> list[np.ndarray]:
+        """`record_keys`, except that with `lazy_keys` text records keep their memory's key for now."""
+        head = self.r3.key_head
+        # rekey finds a stale key by its width: a head as wide as the memory could not tell them apart
+        if not self.lazy_keys or head is None or head.config.dim == self.r3.network.hidden_size:
+            return self.record_keys(texts, memories)
+        keys = [self.key_of(mem.snapshots) for mem in memories]
+        now = [i for i, record in enumerate(records) if record.text is None]
+        for i, key in zip(now, self.record_keys([texts[i] for i in now], [memories[i] for i in now]), strict=True):
+            keys[i] = key
+        return keys
+
     def records(self, units: list[Unit], namespace: Namespace, metadata: dict, store_text: bool,
                 defer: bool = False) -> list[Record]:
         """Compress every unit and wrap it as a record; parents precede children.
@@ -163,7 +180,7 @@ class RecordEncoder:
         """The records with their memories and keys written (same ids and times, fresh checksums)."""
         texts = texts if texts is not None else [r.text or "" for r in records]
         memories = self.memories(texts)
-        keys = self.record_keys(texts, memories)
+        keys = self._complete_keys(records, texts, memories)
         return [
             replace(record, memory=encode_memory(mem.snapshots, self.memory_dtype), memory_dtype=self.memory_dtype,
                     memory_shape=tuple(mem.snapshots.shape), segment_tokens=list(mem.token_counts),

@@ -146,7 +146,8 @@ class MemoryStore:
             r3 = self._model() if callable(self._model) and not isinstance(self._model, R3Mem) else self._model
             if r3 is None:
                 raise InvalidInput("this store was opened without a model; add, recall and ask need one")
-            self._encoder = RecordEncoder(r3, self.ratio, self.memory_dtype)
+            # keys are written lazily (by the first recall that reads them) unless the fusion weighs them
+            self._encoder = RecordEncoder(r3, self.ratio, self.memory_dtype, lazy_keys=not self.fusion.key)
         return self._encoder
 
     def close(self) -> None:
