@@ -46,6 +46,13 @@ def test_no_input_gives_a_server_error(served, store):
          json.dumps(json.loads('{"a":' * 40 + "1" + "}" * 40)).encode() + b"}", 422, "nested"),
         ("PATCH", "/v1/memories/abc", b'{"namespace": {"user": "alice"}, "metadata": {"\\ud800": 1}}', 422,
          "metadata"),
+        # NUL reaches PostgreSQL's text and jsonb as a store error (503) unless refused first
+        ("POST", "/v1/memories", b'{"namespace": {"user": "alice"}, "text": "t", "metadata": {"k": "a\\u0000"}}',
+         422, "NUL"),
+        ("POST", "/v1/recall", b'{"namespace": {"user": "alice"}, "query": "tea", "where": {"k\\u0000": 1}}', 422,
+         "NUL"),
+        ("GET", "/v1/memories/%00?user=alice", b"", 422, "record_id"),
+        ("DELETE", "/v1/memories/%ED%A0%80?user=alice", b"", 422, "record_id"),
     ]
     for method, url, body, status, word in cases:
         response = client.request(method, url, content=body, headers=json_headers)

@@ -50,6 +50,7 @@ from r3mem.store import MemoryStore, Namespace
 from r3mem.store.backend import ApiKey
 from r3mem.store.filters import RecallFilter
 from r3mem.store.memory_store import MAX_PAGE
+from r3mem.store.namespace import ID_PATTERN
 
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
 _ERRORS = {status: {"model": ErrorOut, "description": why} for status, why in (
@@ -107,7 +108,9 @@ def query_namespace(key: Caller, user: Annotated[str | None, Query(max_length=12
 
 
 QueryNamespace = Annotated[Namespace, Depends(query_namespace)]
-RecordId = Annotated[str, Path(max_length=128, description="a record id")]
+# Ids have the namespace id pattern (r3mem.store.validation.check_id): anything else cannot name a
+# record, and a NUL would reach PostgreSQL as a store error.
+RecordId = Annotated[str, Path(max_length=128, pattern=f"^{ID_PATTERN}$", description="a record id")]
 
 
 @health.get("/healthz")

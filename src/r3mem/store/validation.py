@@ -66,13 +66,15 @@ def check_json(value: object, where: str, depth: int = 1, strict: bool = True) -
         raise InvalidInput(f"{where} is nested more than {MAX_METADATA_DEPTH} levels deep")
     if isinstance(value, str):
         _check_unicode(value, where)
+        if "\x00" in value:  # PostgreSQL's text and jsonb refuse it: a 503 later, for a caller's mistake
+            raise InvalidInput(f"{where} contains a NUL character")
     elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidInput(f"{where} is {value}: JSON has no NaN or infinite numbers")
     elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidInput(f"{where} has a key that is not a string: {key!r}")
-            _check_unicode(key, f"{where} key")
+            check_json(key, f"{where} key", depth, strict)
             check_json(item, f"{where}.{key}", depth + 1, strict)
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
