@@ -107,3 +107,26 @@ def test_activation_checkpointing_gives_the_same_gradients():
     plain, recomputed = gradients(False), gradients(True)
     assert all(g is not None for g in plain)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, recomputed, strict=True))
+
+
+def test_every_registered_loss_has_a_config_weight_and_back():
+    from dataclasses import fields
+
+    from r3mem.train.losses import LOSSES
+
+    weights = {f.name.removeprefix("w_") for f in fields(TrainConfig) if f.name.startswith("w_")}
+    assert weights == set(LOSSES) == {"rec", "lm", "hier", "cyc"}
+
+
+def test_a_new_loss_is_one_registration_and_a_weight(monkeypatch):
+    """A loss added to the registry is evaluated and weighted into the total, with nothing else changed."""
+    from r3mem.train import losses
+
+    monkeypatch.setitem(losses.LOSSES, "norm", lambda batch: {"norm": batch.memories[-1].pow(2).mean()})
+    net = _net()
+    windows = torch.randint(5, 200, (2, 16), generator=torch.Generator().manual_seed(0))
+    plain = Objective(net, WEIGHTS, window_segments=2)(windows, 4, None, 4)
+    extra = Objective(net, {**WEIGHTS, "norm": 2.0}, window_segments=2)(windows, 4, None, 4)
+    assert torch.allclose(extra["total"], plain["total"] + 2.0 * extra["norm"])
+    with pytest.raises(ValueError, match="no loss registered as typo"):
+        Objective(net, {"typo": 1.0})

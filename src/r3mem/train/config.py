@@ -77,7 +77,7 @@ class TrainConfig:
                 raise InvalidInput(f"train config: {name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr_final_fraction <= 1:
             raise InvalidInput(f"train config: lr_final_fraction must be in (0, 1], got {self.lr_final_fraction}")
-        for name in ("w_rec", "w_lm", "w_hier", "w_cyc"):
+        for name in (f.name for f in fields(self) if f.name.startswith("w_")):  # one per registered loss
             if getattr(self, name) < 0:
                 raise InvalidInput(f"train config: {name} must be >= 0")
         if not 0 <= self.rec_own_prefix <= 1:

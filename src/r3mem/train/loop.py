@@ -23,7 +23,7 @@ from r3mem.api import R3Mem
 from r3mem.machine import peak_rss_gb, run_info, usable_precision
 from r3mem.train.config import TrainConfig
 from r3mem.train.data import HierarchyPairs, TokenCorpus, load_texts, step_rng
-from r3mem.train.losses import Objective
+from r3mem.train.losses import LOSSES, Objective
 from r3mem.train.schedules import curriculum, lr_factor
 from r3mem.train.validate import plot_curves, validate
 
@@ -122,7 +122,7 @@ def train(cfg: TrainConfig, r3: R3Mem, log=print, stop_after_s: float | None = N
     corpus = TokenCorpus.build(train_texts, r3.tokenize)
     val_corpus = TokenCorpus.build(val_texts, r3.tokenize)
     pairs = HierarchyPairs.build(train_texts) if cfg.w_hier > 0 else None
-    weights = {"rec": cfg.w_rec, "lm": cfg.w_lm, "hier": cfg.w_hier, "cyc": cfg.w_cyc}
+    weights = {name: getattr(cfg, f"w_{name}") for name in LOSSES}
     objective, optimizer = accelerator.prepare(Objective(net, weights, cfg.window_segments), optimizer)
     logfile = (out / "log.jsonl").open("a")
     # Each (re)start records the machine and the data, so the model card can say where
