@@ -15,7 +15,7 @@ from tempfile import TemporaryDirectory
 
 from r3mem.api import R3Mem
 from r3mem.decoding import DEFAULT_GUIDANCE, check_beams
-from r3mem.eval.metrics import token_accuracy
+from r3mem.fidelity import token_accuracy
 from r3mem.memory_file import Memory
 
 # Held out on purpose: chesterton-brown.txt is one of the two validation books

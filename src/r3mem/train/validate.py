@@ -9,7 +9,7 @@ from statistics import fmean
 import torch
 
 from r3mem.decoding import DEFAULT_GUIDANCE
-from r3mem.eval.metrics import aligned_token_accuracy, token_accuracy
+from r3mem.fidelity import aligned_token_accuracy, token_accuracy
 from r3mem.memory_net import MemoryNetwork
 from r3mem.train.config import TrainConfig
 from r3mem.train.data import TokenCorpus, step_rng
