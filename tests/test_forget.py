@@ -64,9 +64,28 @@ def _view(store: MemoryStore, ns: Namespace) -> dict:
     }
 
 
-def _database_bytes(url: str) -> bytes:
-    path = Path(url.removeprefix("sqlite:///"))
-    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+def _database_bytes(url: str) -> bytes | None:
+    """The store's files: SQLite's database and WAL, or the files of PostgreSQL's tables, TOAST and
+    indexes in the test schema (after a CHECKPOINT); None when PostgreSQL's files are not readable."""
+    if url.startswith("sqlite"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # the pages as they stand, written to the files
+        home = Path(conn.execute("SHOW data_directory").fetchone()[0])
+        schema = "relnamespace = current_schema()::regnamespace"
+        toast = f"SELECT reltoastrelid FROM pg_class WHERE {schema}"
+        files = [row[0] for row in conn.execute(
+            f"SELECT pg_relation_filepath(oid) FROM pg_class WHERE ({schema} OR oid IN ({toast}) OR oid IN "
+            f"(SELECT indexrelid FROM pg_index WHERE indrelid IN ({toast}))) AND pg_relation_filepath(oid) IS NOT NULL"
+        ).fetchall()]
+    try:
+        return b"".join(p.read_bytes() for f in files for p in (home / f).parent.glob(Path(f).name + "*")
+                        if not p.name.endswith(("_fsm", "_vm")))
+    except PermissionError:
+        return None
 
 
 def test_forget_leaves_nothing_readable_and_spares_other_namespaces(forget_store, store_url):
@@ -89,8 +108,8 @@ def test_forget_leaves_nothing_readable_and_spares_other_namespaces(forget_store
         authenticate(store.backend, filled["keys"]["gone"])
     assert authenticate(store.backend, filled["keys"]["kept"]).scope == KEPT
     assert _view(store, KEPT) == before  # nothing of bob's changed, not even a recall score
-    if store_url.startswith("sqlite"):  # read while the store is open: its WAL has not been checkpointed
-        data = _database_bytes(store_url)
+    data = _database_bytes(store_url)  # SQLite: read while the store is open, its WAL not checkpointed
+    if data is not None:
         assert KEPT_TEXT.split()[1].encode() in data  # the search does find text that is there
         for needle in (*SECRETS, *TAILS, GONE.user, *filled["ids"]):
             assert needle.encode() not in data and needle.lower().encode() not in data, needle
