@@ -109,3 +109,19 @@ def test_verbatim_level_keeps_the_newest_tokens_inside_the_budget(tiny):
     newest = tiny.network.embed(torch.tensor(history[-4:])).float()
     assert torch.equal(prefix[0, -4:], newest), "the finest level is the text itself"
     assert prefix.shape[1] > 4, "older text is still compressed beside it"
+
+
+@pytest.mark.parametrize("verbatim", [0, 4])
+def test_whole_past_folded_once_equals_the_memory_written_from_the_start(tiny, verbatim):
+    """`--history all` folds the text once as targets advance; each prefix is the one written from scratch."""
+    from r3mem.context_memory import ContextConfig, ContextReader
+    from r3mem.eval.perplexity import _memory_prefix, _WholePast
+
+    tiny.context_reader = ContextReader(tiny.network.hidden_size, ContextConfig(verbatim=verbatim))
+    ids = tiny.tokenize(CORPUS * 3)
+    seg = tiny.config.segment_len
+    whole = _WholePast(tiny, ids, 16)
+    for end in (37 + 4 * seg, 37 + 6 * seg, 37 + 9 * seg):  # whole segments apart, as the targets are
+        assert torch.allclose(whole.prefix(end), _memory_prefix(tiny, ids, 0, end, 16), atol=1e-5)
+    with pytest.raises(ValueError, match="whole segments apart"):
+        whole.prefix(37 + 9 * seg + 3)

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from r3mem.api import R3Mem
-from r3mem.context_lm import memory_prefix, target_nll
+from r3mem.context_lm import assemble_prefix, memory_prefix, target_nll
 from r3mem.errors import InvalidInput
 from r3mem.eval.common import DEFAULT_DATA, EvalResult, add_common_arguments
 from r3mem.retention_data import HELD_OUT_BOOKS, HELD_OUT_CONVERSATIONS, conversation_stream
@@ -100,6 +100,40 @@ def _memory_prefix(r3: R3Mem, ids: list[int], start: int, end: int, budget: int)
         return memory_prefix(r3.network, r3.context_reader, ids[start:end], budget)
 
 
+class _WholePast:
+    """The memory of a text's whole past (`--history all`), folded once as the targets advance.
+
+    Targets of one text lie a multiple of the segment length apart, so each one's snapshots
+    are the previous one's plus the segments between them: the text is written once instead
+    of once per target, with exactly what `_memory_prefix(ids, 0, end)` computes.
+    """
+
+    def __init__(self, r3: R3Mem, ids: list[int], budget: int) -> None:
+        self.r3, self.ids, self.budget = r3, ids, budget
+        self.keep = min(r3.context_reader.config.verbatim, max(0, budget - r3.context_reader.config.slots))
+        self.snapshots: list[torch.Tensor] = []
+        self.state: torch.Tensor | None = None
+        self.folded: int | None = None  # where the next segment starts
+
+    @torch.no_grad()
+    def prefix(self, end: int) -> torch.Tensor:
+        net, seg = self.r3.network, self.r3.config.segment_len
+        older_end = end - self.keep
+        if self.folded is None:
+            self.folded = older_end % seg  # the oldest partial segment is dropped, as write_snapshots does
+        if (older_end - self.folded) % seg:
+            raise ValueError("targets of one text must lie whole segments apart")
+        while self.folded + seg <= older_end:
+            state = net.initial(1, self.r3.context_reader.config.slots) if self.state is None else self.state
+            segment = torch.tensor([self.ids[self.folded : self.folded + seg]], device=self.r3.device)
+            self.state = net.write(state, segment)  # (1, slots, d)
+            self.snapshots.append(self.state[0].float())
+            self.folded += seg
+        snapshots = (torch.stack(self.snapshots) if self.snapshots
+                     else torch.zeros(0, self.r3.context_reader.config.slots, net.hidden_size))
+        return assemble_prefix(net, self.r3.context_reader, snapshots, self.ids[:end], self.budget)
+
+
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
     if not 0 < args.memory_tokens < args.window:
         raise InvalidInput(f"--memory-tokens must be in 1..{args.window - 1}, got {args.memory_tokens}")
@@ -116,6 +150,7 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
         ids = r3.tokenize(text)
         first = max([*numeric, args.full_window, args.window])
         positions = target_positions(len(ids), first, args.stride, args.limit, r3.config.segment_len, tail)
+        whole = _WholePast(r3, ids, args.memory_tokens) if args.stride % r3.config.segment_len == 0 else None
         if not positions:
             raise InvalidInput(f"{name} has {len(ids)} tokens: too short for history {first} + {TARGET_LEN}")
         for p in tqdm(positions, desc=f"perplexity {name}", unit="target", leave=False):
@@ -125,8 +160,11 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
                      "full_context": target_nll(r3.network, None, ids[max(0, p - args.full_window + TARGET_LEN): p],
                                                 target)}
             for h in histories:
-                start = 0 if h == "all" else p - int(h)
-                prefix = _memory_prefix(r3, ids, start, p - tail, args.memory_tokens)
+                if h == "all" and whole is not None:
+                    prefix = whole.prefix(p - tail)
+                else:
+                    start = 0 if h == "all" else p - int(h)
+                    prefix = _memory_prefix(r3, ids, start, p - tail, args.memory_tokens)
                 per_method = {**fixed, "memory": target_nll(r3.network, prefix, ids[p - tail : p], target)}
                 for method, values in per_method.items():
                     nll.setdefault((h, method), []).append(float(values.mean()))
