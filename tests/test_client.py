@@ -145,6 +145,8 @@ def test_the_command_line_through_url_is_a_client_and_imports_no_torch(server, t
         got = probe(*argv, "--user", "alice", env=env)
         assert got["code"] == 0 and got["heavy"] == [], (argv, got)
         assert doc in got["out"] or argv[0] in ("stats", "history")
+    got = probe("ask", "--user", "alice", "What about the quokka?", "--json", env=env)
+    assert got["code"] == 0 and got["heavy"] == [] and "abstained" in got["out"], got
     assert probe("get", "nope", "--user", "alice", env=env)["code"] == 6
     assert probe("list", "--user", "bob", env=env)["code"] == 8  # outside the key's scope
     assert probe("rekey", "--user", "alice", env=env)["code"] == 2  # local only

@@ -10,12 +10,13 @@ threshold; the sources are then the closest records, without spans.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from r3mem.answers.confidence import Calibration, features, load_calibration
-from r3mem.answers.constrained import extract, likelihood
 from r3mem.answers.grounding import ground
-from r3mem.api import R3Mem
+
+if TYPE_CHECKING:  # the model stack loads to answer, not to read an answer (`r3mem ask --url`)
+    from r3mem.api import R3Mem
 
 CLOSEST = 3  # records named when abstaining
 PER_SOURCE = 3  # sources also read alone for a candidate of their own (one extra extraction each)
@@ -66,6 +67,20 @@ class Answered(Protocol):
 
     @property
     def sources(self) -> list[Source]: ...
+
+
+def extract(r3: R3Mem, texts: list[str], question: str) -> str:
+    """`constrained.extract`, imported when first called: it imports torch, which reading an answer does not need."""
+    from r3mem.answers import constrained
+
+    return constrained.extract(r3, texts, question)
+
+
+def likelihood(r3: R3Mem, texts: list[str], question: str, answer: str) -> tuple[float, float]:
+    """`constrained.likelihood`, imported when first called (see `extract`)."""
+    from r3mem.answers import constrained
+
+    return constrained.likelihood(r3, texts, question, answer)
 
 
 def _abstain(evidence: list[Evidence], candidate: str = "", confidence: float = 0.0,
