@@ -54,8 +54,9 @@ class SQLiteBackend(SQLBackend):
         try:
             return delete()
         except StoreError as exc:
-            if "full" not in str(exc) or not self.reserve.release():
+            if "full" not in str(exc):
                 raise
+        self.reserve.release()
         result = delete()
         self.reserve.ensure()
         return result
