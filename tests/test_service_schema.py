@@ -72,6 +72,7 @@ def _steer(case, store: MemoryStore) -> None:
         if case.body.get("text") is not None and case.body.get("messages") is not None:
             del case.body["messages"]  # an add takes one or the other
     if isinstance(case.query, dict) and case.path.startswith("/v1") and case.method in ("GET", "DELETE"):
+        case.query.pop("keys", None)  # forget=true&keys=true would delete alice's key, and every later case be 401
         if roll == 1:
             case.query.pop("agent", None)
             case.query.pop("session", None)

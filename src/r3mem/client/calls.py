@@ -101,7 +101,7 @@ def _hit(data: dict):
 
 
 def _answer(response: httpx.Response):
-    from r3mem.answers import Source  # imports the model stack: only an ask pays for it
+    from r3mem.answers import Source
     from r3mem.store.memory_store import Answer
 
     data = response.json()
