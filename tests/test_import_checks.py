@@ -18,6 +18,7 @@ import pytest
 
 from r3mem.errors import DuplicateRecord, InvalidInput
 from r3mem.store import Namespace, archive
+from r3mem.store.filters import RecallFilter
 from r3mem.store.record import Record
 
 ALICE, BOB = Namespace(user="alice"), Namespace(user="bob")
@@ -134,6 +135,9 @@ def test_add_refuses_nan_deep_and_surrogate_input_like_import(store):
         store.add(ALICE, text="tea \ud800")
     with pytest.raises(InvalidInput, match="surrogate"):
         store.recall("tea \udfff", ALICE)
+    for value in ("\ud800", "a\x00b"):  # the CLI's --where and the library reach no database with them
+        with pytest.raises(InvalidInput, match="metadata filter"):
+            RecallFilter.of({"k": value})
     assert store.stats(ALICE)["records"] == 0
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from r3mem.errors import InvalidInput
 from r3mem.store.namespace import Namespace
+from r3mem.store.validation import check_json
 
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}")
 MAX_KEYS = 16
@@ -37,6 +38,7 @@ class RecallFilter:
                 raise InvalidInput(f"metadata filter key {key!r} is not valid: use 1-64 letters, digits or _.:-")
             if not isinstance(value, str | int | float) or (isinstance(value, float) and not math.isfinite(value)):
                 raise InvalidInput(f"metadata filter {key!r}: the value must be a string, number or boolean")
+            check_json(value, f"metadata filter {key!r}")  # no lone surrogate or NUL reaches the database
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
