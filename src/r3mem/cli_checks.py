@@ -27,10 +27,10 @@ PATHS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def check_input(path: str, what: str = "input") -> None:
+def check_input(path: str) -> None:
     source = Path(path)
     if source.is_dir():
-        raise InvalidInput(f"{what} {source} is a directory; give a file")
+        raise InvalidInput(f"{source} is a directory, not a file")
     if not source.is_file():
         raise InvalidInput(f"no such file: {source}")
     if not os.access(source, os.R_OK):
@@ -71,7 +71,7 @@ def preflight(args: argparse.Namespace) -> None:
     for name in inputs:
         value = getattr(args, name, None)
         if value is not None and value != "-":
-            check_input(value, name.replace("_", "-"))
+            check_input(value)
     for name in outputs:
         value = getattr(args, name, None)
         if value is not None:
