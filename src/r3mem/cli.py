@@ -144,6 +144,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_service(args: argparse.Namespace) -> int:
+    from r3mem.eval.service_load import run_service_bench
+
+    result = run_service_bench(store=args.store, clients=args.clients, seconds=args.seconds,
+                               recall_share=args.recall_share, hostile=args.hostile, timeout=args.timeout,
+                               seed=args.seed, serve_command=args.serve_command)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -233,6 +246,19 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the figures to this JSON file")
     _model_args(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-service", help="requests/s and latency of `r3mem serve` (real model) under N clients")
+    p.add_argument("--store", help="store URL to serve (default: a fresh temporary SQLite file)")
+    p.add_argument("--clients", type=int, default=16, help="ordinary clients, one request in flight each")
+    p.add_argument("--seconds", type=float, default=60, help="how long clients start new requests")
+    p.add_argument("--recall-share", type=float, default=0.8, help="share of recalls; the rest add chat turns")
+    p.add_argument("--hostile", type=int, default=0, help="extra clients sending maximum-cost requests")
+    p.add_argument("--timeout", type=float, default=120, help="client timeout per request, seconds")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--serve-command", help="command that runs `r3mem` for the server (default: this Python's "
+                                           "`-m r3mem.cli`), e.g. to measure another checkout")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.set_defaults(func=cmd_bench_service)
 
     p = sub.add_parser("train", help="train or resume a run from a TOML config")
     p.add_argument("--config", required=True)
