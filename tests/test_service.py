@@ -214,6 +214,7 @@ def test_bad_input_is_refused_with_one_error_line_and_changes_nothing(service, s
     _app, client, alice = service
     ns = {"namespace": {"user": "alice"}}
     client.post("/v1/memories", headers=alice, json={**ns, "text": ALICE_TEXT})
+    assert _app.state.worker.wait_idle()  # the add's memories are written in the background
     stats = store.stats(ALICE)
     json_headers = {**alice, "Content-Type": "application/json"}
     bad = [
@@ -309,6 +310,7 @@ def test_concurrent_requests_share_one_model_one_call_at_a_time(service, store, 
     try:
         with ThreadPoolExecutor(16) as pool:
             results = list(pool.map(one, range(16)))
+        assert _app.state.worker.wait_idle()  # the adds' memories are written in the background
     finally:
         for hook in hooks:
             hook.remove()

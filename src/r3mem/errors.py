@@ -78,3 +78,15 @@ class NotVerified(R3MemError):
     and a segment is not, or the memory holds no digests to check it against."""
 
     exit_code = 9
+
+
+class CostTooHigh(R3MemError, ValueError):
+    """A request would cost more model work than one request may (`r3mem.bounds`); the message names the cap."""
+
+    exit_code = 2
+
+
+class DeadlineExceeded(R3MemError, TimeoutError):
+    """A request ran past its deadline and was stopped between decoding steps; retrying later may succeed."""
+
+    exit_code = 10

@@ -37,6 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
 from r3mem.base_model import CausalLM, embedding_table
+from r3mem.bounds import step_processors
 from r3mem.chunking import chunk_index
 from r3mem.config import MARKERS, MemoryConfig
 from r3mem.errors import CheckpointError
@@ -327,7 +328,8 @@ class MemoryNetwork(nn.Module):
         settings.eos_token_id = None  # the length is known: never stop early
         settings.pad_token_id = self.causal_lm.config.pad_token_id or 0
         mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
-        processors = LogitsProcessorList()
+        # a request's deadline stops it between steps, where the service may also run cheap calls
+        processors = LogitsProcessorList(step_processors(resume=lambda: self.lm.set_adapter("expand")))
         if guidance:
             rows = [n_tokens] * memory.shape[0] if lengths is None else lengths
             processors.append(PoolGuide(memory, rows, embedding_table(self.causal_lm), guidance, spread, bag))

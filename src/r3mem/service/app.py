@@ -37,6 +37,12 @@ def open_store(settings: Settings) -> MemoryStore:
     return MemoryStore.open(settings.store_url, model=settings.load_model, ratio=settings.ratio)
 
 
+def background_flush(store: MemoryStore, chunk: int = 8) -> bool:
+    """Write one small chunk of pending memories; whether more may remain. Chat-turn records fit
+    one segment, so a chunk is one padded forward pass."""
+    return store.flush_some(chunk) >= chunk
+
+
 def create_app(settings: Settings | None = None, store: MemoryStore | None = None) -> FastAPI:
     """The app; with `store`, it serves that store (and leaves closing it to the caller)."""
     settings = settings or Settings()
@@ -44,15 +50,21 @@ def create_app(settings: Settings | None = None, store: MemoryStore | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         memory_store = store if store is not None else await run_in_threadpool(open_store, settings)
-        worker = ModelWorker(settings.max_pending)
+        # deferred memories are written by the worker between requests, not inside the add that
+        # crossed the batch size (which made every request queued behind it wait seconds)
+        auto_flush, memory_store.auto_flush = memory_store.auto_flush, False
+        worker = ModelWorker(settings.max_pending, background=lambda: background_flush(memory_store),
+                             prefetch=memory_store.dense.prime, timeout=settings.request_timeout,
+                             max_tokens=settings.max_request_tokens)
         try:
             # Load the model now (a bad model fails the start, not the first request), and on
             # the thread that will run it.
-            await worker.run(lambda: memory_store.encoder)
+            await worker.run(lambda: memory_store.encoder, bounded=False)
             app.state.store, app.state.worker = memory_store, worker
             yield
         finally:
             worker.close()
+            memory_store.auto_flush = auto_flush
             if store is None:
                 memory_store.close()
 

@@ -18,6 +18,8 @@ from r3mem.errors import (
     AccessDenied,
     CheckpointMismatch,
     CorruptRecord,
+    CostTooHigh,
+    DeadlineExceeded,
     DuplicateRecord,
     InvalidInput,
     MemoryFileError,
@@ -58,7 +60,9 @@ STATUS: tuple[tuple[type[R3MemError], int], ...] = (
     (RecordNotFound, 404),
     (CheckpointMismatch, 409),
     (RateLimited, 429),
+    (CostTooHigh, 413),  # this request, as asked, is over `max_request_tokens`: retrying cannot help
     (ServiceBusy, 503),
+    (DeadlineExceeded, 503),  # stopped at `request_timeout`: a less loaded moment may finish it
     # not transient, unlike the store errors below it: retrying cannot help, so no 503
     (CorruptRecord, 500),
     (StoreError, 503),

@@ -51,15 +51,17 @@ from r3mem.store.backend import ApiKey
 from r3mem.store.filters import RecallFilter
 from r3mem.store.memory_store import MAX_PAGE
 from r3mem.store.namespace import ID_PATTERN
+from r3mem.store.recall import MODEL_METHODS
 
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
 _ERRORS = {status: {"model": ErrorOut, "description": why} for status, why in (
     (401, "no API key, or an unknown one"), (403, "the namespace lies outside the key's scope"),
     (404, "no such record in this namespace"), (409, "records made by another checkpoint"),
-    (413, "request body too large"), (415, "the body is not sent as JSON"), (422, "invalid input"),
+    (413, "request body too large, or the request would cost more than max_request_tokens"),
+    (415, "the body is not sent as JSON"), (422, "invalid input"),
     (429, "this key's rate limit is used up (Retry-After says when to retry)"),
     (500, "a stored record is corrupt (names it)"),
-    (503, "store unavailable or model busy"),
+    (503, "store unavailable, model busy, or the request ran past request_timeout (Retry-After)"),
 )}
 _ARCHIVE = {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}, "required": True}
 
@@ -124,8 +126,10 @@ async def add_memories(body: AddRequest, key: Caller, store: Store, worker: Work
     """Compress a text (a document and its paragraphs, sentences, entities) or messages (turns)."""
     namespace = authorize(key, body.namespace.value())
     messages = None if body.messages is None else [m.model_dump() for m in body.messages]
+    # with store_text the memory is deferred (written in the background): the call is light
     records = await worker.run(store.add, namespace, text=body.text, messages=messages,
-                               metadata=body.metadata, store_text=body.store_text)
+                               metadata=body.metadata, store_text=body.store_text, light=body.store_text)
+    worker.wake_background()
     return RecordsOut(records=[RecordOut.model_validate(r.summary()) for r in records])
 
 
@@ -191,7 +195,8 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
     namespace = authorize(key, body.namespace.value())
     filters = RecallFilter.of(body.where, body.since, body.until)
     hits = await worker.run(store.recall, body.query, namespace, top_k=body.top_k, level=body.level,
-                            method=body.method, beams=body.beams, samples=body.samples, guidance=body.guidance,
+                            query=body.query, light=body.method not in MODEL_METHODS, method=body.method,
+                            beams=body.beams, samples=body.samples, guidance=body.guidance,
                             filters=filters, min_score=body.min_score)
     return HitsOut(hits=[HitOut.model_validate(hit.as_dict()) for hit in hits])
 
@@ -200,7 +205,8 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
 async def ask(body: AskRequest, key: Caller, store: Store, worker: Worker) -> AnswerOut:
     """Recall, then answer from the recalled records' texts only (grounded), or abstain."""
     namespace = authorize(key, body.namespace.value())
-    answer = await worker.run(store.ask, body.question, namespace, top_k=body.top_k, method=body.method,
+    answer = await worker.run(store.ask, body.question, namespace, query=body.question, top_k=body.top_k,
+                              method=body.method,
                               beams=body.beams, samples=body.samples, guidance=body.guidance)
     return AnswerOut.model_validate(answer.as_dict())
 

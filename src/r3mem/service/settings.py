@@ -26,6 +26,12 @@ class Settings:
     # Model calls waiting for the model thread; beyond this a request gets 503 at once, so a burst
     # cannot queue unbounded work (and memory) behind one model.
     max_pending: int = 64
+    # Model work one request may ask for, in token-passes (tokens read or generated x beams x
+    # candidates): 32,768 reads back about 2,000 tokens of memory-only records at the default 16
+    # beams; over it is 413 before any of it runs (r3mem.bounds, docs/reliability.md).
+    max_request_tokens: int = 32_768
+    # Seconds from queueing to answer; past it a model call is stopped between decoding steps (503).
+    request_timeout: float = 30.0
     # Records in one imported archive: ten times the largest store the recall benchmarks measure.
     max_import_records: int = 1_000_000
     # Per API key, every window at once (`limits` syntax; a daily window is a quota). A client
@@ -43,10 +49,14 @@ class Settings:
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise InvalidInput(f"port must be an integer from 0 to 65535, got {self.port!r}")
-        for name in ("max_request_bytes", "max_import_bytes", "max_pending", "max_import_records"):
+        for name in ("max_request_bytes", "max_import_bytes", "max_pending", "max_import_records",
+                     "max_request_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.request_timeout, bool) or not isinstance(self.request_timeout, int | float) \
+                or not self.request_timeout > 0:
+            raise InvalidInput(f"request_timeout must be a positive number of seconds, got {self.request_timeout!r}")
         if not self.host or not isinstance(self.host, str):
             raise InvalidInput(f"host must be a host name or address, got {self.host!r}")
         if not self.ratio > 0:

@@ -1,58 +1,191 @@
-"""`ModelWorker`: the one thread on which the shared model runs.
+"""`ModelWorker`: the one thread on which the shared model runs, interactive calls first.
 
 A PyTorch model is not safe to call from several threads at once (and on one device
-concurrent calls only compete), so every request that touches the model (add, recall,
-ask, update of text) is queued here and run in arrival order on a single thread.
-Requests that only read or write rows run on the server's thread pool and never wait
-behind the model.
+concurrent calls only compete), so every request that touches the model (add, recall, ask,
+update of text) is queued here and run on a single thread. Requests that only read or write
+rows run on the server's thread pool and never wait behind the model.
+
+One thread need not mean one request at a time in arrival order, which made throughput flat
+in the number of clients (docs/reliability.md, *Throughput*):
+
+- Interactive calls run first, in arrival order; `background` work (writing deferred memories,
+  one small chunk a call) runs when none waits, and one chunk every `starve_after` seconds
+  under sustained load, so it can lag but not stall. It never holds the thread for long.
+- The queries of the recalls and asks waiting together are embedded in one batch (`prefetch`)
+  before the first of them runs: one MiniLM pass over several queries costs about one.
+- Every call runs within `r3mem.bounds`: at most `max_tokens` token-passes, and a deadline
+  `timeout` seconds after it was queued. A call whose deadline passed while it waited is not
+  started; a running one stops between decoding steps (503 and Retry-After to its client).
+- A long expansion lets `light` calls (a recall by a non-model method, an add whose memory is
+  deferred) run between its decoding steps, so one tenant's dear request delays another's
+  cheap one by about one decoding step, not by its whole length.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from r3mem.bounds import Bounds, check_deadline, within
 from r3mem.service.errors import ServiceBusy
 
 T = TypeVar("T")
+log = logging.getLogger("r3mem.service")
+
+
+@dataclass
+class _Call:
+    fn: Callable[..., Any]
+    args: tuple
+    kwargs: dict
+    bounds: Bounds
+    query: str | None = None  # embedded ahead, with the other waiting calls' queries
+    light: bool = False  # may run between another call's decoding steps
+    future: Future = field(default_factory=Future)
 
 
 class ModelWorker:
-    """A FIFO of model calls, at most `max_pending` waiting or running at once."""
+    """A scheduler for model calls on one thread, at most `max_pending` waiting or running at once."""
 
-    def __init__(self, max_pending: int = 64) -> None:
-        self.max_pending = max_pending
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="r3mem-model")
-        self._pending = 0
-        self._lock = threading.Lock()
+    def __init__(self, max_pending: int = 64, *, background: Callable[[], bool] | None = None,
+                 prefetch: Callable[[list[str]], None] | None = None, timeout: float | None = None,
+                 max_tokens: int | None = None, starve_after: float = 2.0) -> None:
+        self.max_pending, self.timeout, self.max_tokens = max_pending, timeout, max_tokens
+        self.background, self.prefetch, self.starve_after = background, prefetch, starve_after
+        self._queue: deque[_Call] = deque()
+        self._running = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._background_due = background is not None  # pending memories left by an earlier run
+        self._wakes = 0
+        self._last_background = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="r3mem-model", daemon=True)
+        self._thread.start()
 
     @property
     def pending(self) -> int:
-        return self._pending
+        with self._cond:
+            return len(self._queue) + self._running
 
-    def _release(self, _future: Future | None = None) -> None:
-        with self._lock:
-            self._pending -= 1
+    def wait_idle(self, timeout: float = 60) -> bool:
+        """Wait until no call waits or runs and no background work is due (tests, shutdown); whether it is."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self._cond:
+                if not self._queue and not self._running and not self._background_due:
+                    return True
+            time.sleep(0.01)
+        return False
 
-    async def run(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
-        """Run `fn(*args, **kwargs)` on the model thread and await its result (or its error)."""
-        with self._lock:
-            if self._pending >= self.max_pending:
-                raise ServiceBusy(f"{self._pending} model calls are already queued; retry shortly")
-            self._pending += 1
-        try:
-            future = self._executor.submit(fn, *args, **kwargs)
-        except BaseException:
-            self._release()  # shut down: nothing was queued
-            raise
-        future.add_done_callback(self._release)
-        # A client that disconnects cancels only its wait: a started call still finishes,
-        # so a write is never left half done.
-        return await asyncio.wrap_future(future)
+    def wake_background(self) -> None:
+        """Say that background work may be waiting (an add deferred a memory)."""
+        with self._cond:
+            self._background_due, self._wakes = self.background is not None, self._wakes + 1
+            self._cond.notify()
+
+    def submit(self, fn: Callable[..., T], /, *args, query: str | None = None, light: bool = False,
+               bounded: bool = True, **kwargs) -> Future:
+        """Queue `fn(*args, **kwargs)`; `bounded=False` frees it of deadline and cost cap (the model load)."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the model worker is shut down")
+            if len(self._queue) + self._running >= self.max_pending:
+                raise ServiceBusy(f"{len(self._queue) + self._running} model calls are already queued; retry shortly")
+            deadline = None if self.timeout is None or not bounded else time.monotonic() + self.timeout
+            call = _Call(fn, args, kwargs, Bounds(self.max_tokens if bounded else None, deadline), query, light)
+            self._queue.append(call)
+            self._cond.notify()
+        return call.future
+
+    async def run(self, fn: Callable[..., T], /, *args, query: str | None = None, light: bool = False,
+                  bounded: bool = True, **kwargs) -> T:
+        """Run `fn(*args, **kwargs)` on the model thread and await its result (or its error).
+
+        A client that disconnects cancels only its wait: a started call still finishes, so a
+        write is never left half done."""
+        return await asyncio.wrap_future(self.submit(fn, *args, query=query, light=light, bounded=bounded,
+                                                     **kwargs))
 
     def close(self) -> None:
-        """Finish the running call, drop the queued ones, and stop the thread."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Finish the running call, cancel the queued ones, and stop the thread."""
+        with self._cond:
+            self._closed = True
+            queued, self._queue = list(self._queue), deque()
+            self._cond.notify()
+        for call in queued:
+            call.future.cancel()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    # -- the model thread ---------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._background_due and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                starving = self._background_due and time.monotonic() - self._last_background > self.starve_after
+                call = self._queue.popleft() if self._queue and not starving else None
+                if call is not None:
+                    self._running = 1
+                    queries = [c.query for c in (call, *self._queue) if c.query is not None]
+            if call is None:
+                self._background_step()
+                continue
+            try:
+                self._prefetch(queries)
+                self._execute(call)
+            finally:
+                with self._cond:
+                    self._running = 0
+
+    def _prefetch(self, queries: list[str]) -> None:
+        if self.prefetch is not None and queries:
+            try:
+                self.prefetch(queries)
+            except Exception:  # each recall then embeds its own query, and reports its own error
+                log.exception("batched query embedding failed")
+
+    def _execute(self, call: _Call) -> None:
+        if not call.future.set_running_or_notify_cancel():
+            return
+        call.bounds.on_step = self._between_steps if not call.light else None
+        try:
+            with within(call.bounds):
+                check_deadline()  # it may have passed while the call waited
+                result = call.fn(*call.args, **call.kwargs)
+        except BaseException as exc:
+            call.future.set_exception(exc)
+        else:
+            call.future.set_result(result)
+
+    def _between_steps(self) -> None:
+        """Run the light calls waiting now (called from a decoding step of a dear call)."""
+        while True:
+            with self._cond:
+                call = next((c for c in self._queue if c.light), None)
+                if call is None:
+                    return
+                self._queue.remove(call)
+            self._prefetch([call.query] if call.query is not None else [])
+            self._execute(call)
+
+    def _background_step(self) -> None:
+        with self._cond:
+            wakes = self._wakes
+        try:
+            more = bool(self.background()) if self.background is not None else False
+        except Exception:  # e.g. the store is down: the next add wakes it again
+            log.exception("background memory writing failed")
+            more = False
+        with self._cond:
+            self._last_background = time.monotonic()
+            self._background_due = more or self._wakes != wakes

@@ -35,6 +35,7 @@ class DenseIndex:
         self._embedder: Embedder | None = None
         self._cache: dict[tuple, tuple[int, list[str], np.ndarray]] = {}
         self._lock = threading.Lock()
+        self._primed: dict[str, np.ndarray] = {}  # query -> vector, embedded ahead in a batch (`prime`)
 
     @property
     def embedder(self) -> Embedder:
@@ -68,13 +69,31 @@ class DenseIndex:
             self.backend.set_vectors([IndexEntry(i, body, "", encode_vector(v), self.embedder.name)
                                       for (i, body), v in zip(batch, vectors, strict=True)])
 
+    def prime(self, queries: list[str]) -> None:
+        """Embed the queries of recalls about to run in one batch, so each then finds its vector
+        ready: one MiniLM pass over several short queries costs little more than one. Sorted by
+        length, so a batch pads each query to a similar length (the attention mask hides padding)."""
+        todo = sorted({q for q in queries if q not in self._primed}, key=len)
+        if not todo:
+            return
+        vectors = self.embedder.encode(todo)
+        with self._lock:
+            if len(self._primed) > 4 * _CACHE_SLOTS:  # a primed query whose recall failed first
+                self._primed.clear()
+            self._primed.update(zip(todo, vectors, strict=True))
+
+    def query_vector(self, query: str) -> np.ndarray:
+        with self._lock:
+            vector = self._primed.pop(query, None)
+        return vector if vector is not None else self.embedder.encode([query])[0]
+
     def similarities(self, query: str, namespace: Namespace, level: str | None,
                      flt: RecallFilter | None) -> tuple[list[str], np.ndarray]:
         """Ids in scope and their cosine similarity to `query`."""
         ids, vectors = self.matrix(namespace, level, flt)
         if not ids:
             return [], np.zeros(0, np.float32)
-        return ids, vectors @ self.embedder.encode([query])[0]
+        return ids, vectors @ self.query_vector(query)
 
 
 def top(ids: list[str], scores: np.ndarray, k: int) -> list[tuple[str, float]]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from r3mem import bounds
 from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, check_beams, check_guidance, check_samples
 from r3mem.errors import CheckpointMismatch, InvalidInput, RecordNotFound
 from r3mem.store import archive, importing
@@ -123,6 +124,9 @@ class MemoryStore:
             raise InvalidInput(f"memory_batch must be an integer from 0 to 1024, got {memory_batch!r}")
         self.memory_batch = memory_batch
         self._pending = 0  # records this store added pending since its last flush
+        # False: an add never flushes; the owner writes pending memories itself (`flush_some`), as
+        # the service's model worker does between interactive calls.
+        self.auto_flush = True
         self.backend = backend
         self._model = model
         self._encoder: RecordEncoder | None = None
@@ -171,6 +175,14 @@ class MemoryStore:
             self._pending = 0
         return written
 
+    def flush_some(self, limit: int) -> int:
+        """Write the memories of at most `limit` pending records (any namespace); returns how many.
+        A small `limit` keeps one call short, so a caller can interleave other work between calls."""
+        batch = self.backend.pending(None, limit=limit)
+        done = self.backend.set_memories(self.encoder.complete(batch)) if batch else 0
+        self._pending = max(0, self._pending - done) if batch else 0
+        return done
+
     # -- writes ---------------------------------------------------------------------
     def add(self, namespace: Namespace, text: str | None = None, messages: list | None = None,
             metadata: dict | None = None, store_text: bool = True,
@@ -191,11 +203,16 @@ class MemoryStore:
             for unit in units:
                 check_text(unit.text, "message")
         defer = self.memory_batch > 0 and store_text
+        # every unit is compressed (now or deferred, one record at a time) and embedded for the index
+        if bounds.active():
+            tokens = [len(self.encoder.r3.tokenize(unit.text)) for unit in units]
+            bounds.charge(sum(tokens) + sum(min(t, 256) for t in tokens),
+                          f"compressing and indexing {len(units)} record(s)")
         records = self.encoder.records(units, namespace, metadata, store_text, defer=defer)
         self.backend.insert(records, index=self._entries(records))
         if defer:
             self._pending += len(records)
-            if self._pending >= self.memory_batch:
+            if self.auto_flush and self._pending >= self.memory_batch:
                 self.flush()
         return records
 
@@ -349,6 +366,10 @@ class MemoryStore:
         if min_score is not None:
             ranked = [(i, score) for i, score in ranked if score >= min_score]
         records = {r.id: r for r in self.backend.fetch([i for i, _ in ranked[:top_k]], namespace)}
+        if reconstruct:  # the whole reconstruction's cost, before any of it runs (`r3mem.bounds`)
+            dear = [r for r in records.values() if r.text is None]
+            bounds.charge(sum(sum(r.segment_tokens) for r in dear) * beams * (1 + samples),
+                   f"reconstructing {len(dear)} memory-only hit(s) at {beams} beam(s) and {samples} sample(s)")
         hits = []
         for record_id, score in ranked[:top_k]:
             if record_id in records:
@@ -456,6 +477,10 @@ class MemoryStore:
         order = np.argsort(-similarity, kind="stable")[: max(SHORTLIST, top_k)] if len(ids) > EXACT_LIMIT \
             else np.arange(len(ids))
         candidates = self.backend.fetch([ids[i] for i in order], namespace)
+        if bounds.active():  # one pass over each candidate's memory slots and the query
+            q = len(self.encoder.r3.tokenize(query))
+            bounds.charge(sum((r.memory_shape[1] if len(r.memory_shape) > 1 else 0) + q for r in candidates),
+                          f"scoring {len(candidates)} record(s) by query likelihood")
         scores = query_likelihood(self.encoder, [r.memory_tensor()[-1] for r in candidates], query)
         ranked = sorted(zip((r.id for r in candidates), scores, strict=True), key=lambda kv: -kv[1])
         return ranked[: max(top_k, SHORTLIST)]
