@@ -65,4 +65,6 @@ class PostgresBackend(SQLBackend):
                 self._connection().execute(f"VACUUM FULL {table}")
         except psycopg.Error as exc:
             self._drop_connection()
-            raise StoreError(f"store {self.redacted_url}: forgetting could not vacuum: {exc}") from exc
+            raise StoreError(f"store {self.redacted_url}: the forgotten rows are deleted, but VACUUM FULL failed "
+                             f"({exc}), so their bytes may remain in dead tuples until it succeeds (forget again "
+                             "to retry)") from exc

@@ -109,7 +109,9 @@ class SQLiteBackend(SQLBackend):
             conn.execute("VACUUM")
             busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error as exc:
-            raise StoreError(f"store {self.path}: forgetting could not compact the file: {exc}") from exc
+            raise StoreError(f"store {self.path}: the forgotten rows are deleted, but compacting the file failed "
+                             f"({exc}), so their bytes may remain in it until a VACUUM succeeds (forget again "
+                             "to retry)") from exc
         if busy:
             raise StoreError(f"store {self.path}: another connection kept the WAL from being emptied; "
                              "the forgotten rows are gone, but old copies may remain until the next checkpoint")
