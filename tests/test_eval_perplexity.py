@@ -44,6 +44,10 @@ def test_rows_json_and_paired_interval(tiny, book, tmp_path, monkeypatch, capsys
         win = result["nll_per_target"][f"{history}/window"]
         assert d["memory_minus_window_nats"] == pytest.approx(sum(mem) / 3 - sum(win) / 3, abs=1e-4)
         assert d["ci95_low"] <= d["memory_minus_window_nats"] <= d["ci95_high"]
+    longer = result["memory_longest_minus_shortest"]
+    mem_all, mem_32 = result["nll_per_target"]["all/memory"], result["nll_per_target"]["32/memory"]
+    assert longer["longest"] == "all" and longer["shortest"] == "32"
+    assert longer["nats"] == pytest.approx(sum(mem_all) / 3 - sum(mem_32) / 3, abs=1e-4)
     assert (tmp_path / "ppl.png").stat().st_size > 1000
 
 

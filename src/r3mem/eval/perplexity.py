@@ -181,12 +181,21 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
         mean, low, high = paired_interval(diffs)
         deltas.append({"history": h, "memory_minus_window_nats": round(mean, 5),
                        "ci95_low": round(low, 5), "ci95_high": round(high, 5), "n": len(diffs)})
+    # The second floor: a longer past must not hurt. Paired, longest history against the shortest.
+    longer = {}
+    if len(histories) > 1:
+        first_h, last_h = histories[0], histories[-1]
+        diffs = [b - a for a, b in zip(nll[(first_h, "memory")], nll[(last_h, "memory")], strict=True)]
+        mean, low, high = paired_interval(diffs)
+        longer = {"longest": last_h, "shortest": first_h, "nats": round(mean, 5), "ci95_low": round(low, 5),
+                  "ci95_high": round(high, 5), "n": len(diffs)}
     by_text = {name: {f"{h}/{method}": round(math.exp(statistics.fmean(
         [v for v, o in zip(nll[(h, method)], owners, strict=True) if o == name])), 3)
         for h in histories for method in METHODS} for name in texts}
     return EvalResult("perplexity", args.data, r3.checkpoint_fingerprint, r3.base.name, rows,
                       {"window": args.window, "memory_tokens": args.memory_tokens, "target_len": TARGET_LEN,
-                       "full_window": args.full_window, "memory_minus_window": deltas, "by_text": by_text,
+                       "full_window": args.full_window, "memory_minus_window": deltas,
+                       "memory_longest_minus_shortest": longer, "by_text": by_text,
                        "targets": owners, "nll_per_target": {f"{h}/{m}": [round(v, 5) for v in vals]
                                                              for (h, m), vals in nll.items()}})
 
@@ -197,6 +206,11 @@ def summary(result: EvalResult) -> str:
     for d in result.extra["memory_minus_window"]:
         lines.append(f"  history {d['history']:>6}: {d['memory_minus_window_nats']:+.4f} "
                      f"[{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}]  n={d['n']}")
+    longer = result.extra.get("memory_longest_minus_shortest")
+    if longer:
+        lines.append(f"memory at history {longer['longest']} - at {longer['shortest']}: {longer['nats']:+.4f} "
+                     f"[{longer['ci95_low']:+.4f}, {longer['ci95_high']:+.4f}]  n={longer['n']} "
+                     "(<= 0: a longer past helps)")
     return "\n".join(lines)
 
 
