@@ -178,19 +178,22 @@ def test_lexical_search_finds_a_small_namespace_under_a_crowd(indexed):
 
 
 def test_lexical_search_ranks_as_if_every_match_were_ranked(indexed):
-    """The best-1000 shortcut is exact: same scores and order as ranking every match joined to its record."""
+    """The shortcuts (the best 1000 first; on PostgreSQL, records holding two query words first) are
+    exact: the same scores and order as ranking every match joined to its record."""
     from r3mem.store.encoder import Unit
     from r3mem.store.lexical import OVERFETCH, terms
 
     words = ["zucchini", "soup", "market", "alps"]
     texts = [" ".join(words[j % 4] for j in range(n % 5 + 1)) + f" filler{n % 7}" for n in range(OVERFETCH + 300)]
+    texts += ["zucchini " * (n % 6 + 2) + "alone" for n in range(60)]  # one word said often: still below two
     indexed.backend.insert(indexed.encoder.records([Unit("turn", t, None, {}) for t in texts], ALICE, {}, True,
                                                    defer=True))
     indexed.backend.insert(indexed.encoder.records([Unit("turn", "zucchini soup market", None, {})] * 20, BOB, {},
                                                    True, defer=True))
     query = "zucchini soup at the market in the alps"
-    where, params = indexed.backend._records_where(ALICE, None, None)
-    with indexed.backend._tx() as q:
-        every = q(indexed.backend._search_sql.format(where=where),
-                  (indexed.backend._match(terms(query)), *params, 50)).fetchall()
-    assert indexed.backend.lexical(query, ALICE, k=50) == [(r[0], float(r[1])) for r in every]
+    for namespace, k in ((ALICE, 50), (ALICE, 1200), (BOB, 5), (BOB, 50)):
+        where, params = indexed.backend._records_where(namespace, None, None)
+        with indexed.backend._tx() as q:
+            every = q(indexed.backend._search_sql.format(where=where),
+                      (indexed.backend._match(terms(query)), *params, k)).fetchall()
+        assert indexed.backend.lexical(query, namespace, k=k) == [(r[0], float(r[1])) for r in every], (namespace, k)

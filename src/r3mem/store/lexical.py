@@ -82,6 +82,24 @@ POSTGRES_SEARCH = (
     "websearch_to_tsquery('english', ?) AS q(query) "
     "WHERE i.tsv @@ q.query AND {where} ORDER BY s DESC, i.doc LIMIT ?"
 )
+# Before that, PostgreSQL ranks only the records holding two or more distinct query lexemes,
+# found by the GIN index (an OR of every pair): `ts_rank(..., 0)` adds 0.1 * (1 + 1/4 + 1/9 ...)
+# / 1.645 per lexeme found, between 0.061 and 0.1, so each such record outranks every record
+# holding one (to_tsvector gives every position the same weight). When those leave k records in
+# scope, they are the answer ranking every match would give; a question naming a speaker matches
+# most of a conversation, and this reads a tenth of the rows. The lexemes are read back from
+# `websearch_to_tsquery`'s own output (each quoted, quotes doubled), so pairs match what it matches.
+POSTGRES_SEARCH_PAIRS = (
+    "WITH q AS (SELECT websearch_to_tsquery('english', ?) AS query), "
+    "items AS (SELECT DISTINCT m[1] AS lexeme "
+    "FROM q, regexp_matches(q.query::text, '(''[^'']*(''''[^'']*)*'')', 'g') AS m), "
+    "p AS (SELECT string_agg(a.lexeme || ' & ' || b.lexeme, ' | ')::tsquery AS query "
+    "FROM items a JOIN items b ON a.lexeme < b.lexeme) "
+    "SELECT t.record_id, t.s FROM (SELECT i.doc, i.record_id, ts_rank(i.tsv, q.query, 0) AS s "
+    f"FROM record_index i, q, p WHERE i.tsv @@ p.query ORDER BY s DESC, i.doc LIMIT {OVERFETCH}) t "
+    "JOIN records r ON r.id = t.record_id WHERE {where} ORDER BY t.s DESC, t.doc LIMIT ?"
+)
+MAX_PAIR_TERMS = 16  # past this many query words, their pairs (n * (n - 1) / 2) cost more than they save
 POSTGRES_MATCHES = (
     "SELECT COUNT(*) FROM (SELECT 1 FROM record_index WHERE tsv @@ websearch_to_tsquery('english', ?) "
     f"LIMIT {OVERFETCH + 1}) m"

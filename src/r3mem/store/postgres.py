@@ -13,7 +13,14 @@ import psycopg
 
 from r3mem.errors import StoreError
 from r3mem.store.forget import TABLES
-from r3mem.store.lexical import POSTGRES_DDL, POSTGRES_MATCHES, POSTGRES_SEARCH, POSTGRES_SEARCH_TOP, websearch_text
+from r3mem.store.lexical import (
+    POSTGRES_DDL,
+    POSTGRES_MATCHES,
+    POSTGRES_SEARCH,
+    POSTGRES_SEARCH_PAIRS,
+    POSTGRES_SEARCH_TOP,
+    websearch_text,
+)
 from r3mem.store.sql import Query, SQLBackend, schema
 
 _CONNECT_TIMEOUT_S = 10
@@ -22,6 +29,7 @@ _SCHEMA_LOCK = 7_370_221  # advisory lock id: replicas starting together create 
 
 class PostgresBackend(SQLBackend):
     _search_sql = POSTGRES_SEARCH
+    _search_pairs_sql = POSTGRES_SEARCH_PAIRS
     _search_top_sql = POSTGRES_SEARCH_TOP
     _matches_sql = POSTGRES_MATCHES
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from r3mem.store.filters import RecallFilter, where_sql
 from r3mem.store.index import IndexEntry, decode_vectors
-from r3mem.store.lexical import OVERFETCH, terms
+from r3mem.store.lexical import MAX_PAIR_TERMS, OVERFETCH, terms
 from r3mem.store.namespace import Namespace
 
 _INDEX_FLAG = "record_index"  # meta row: text records of a store from before the index are indexed
@@ -26,6 +26,7 @@ class SearchQueries:
     _search_sql: str  # a query template with {where}; params: match, *where, limit
     _search_top_sql: str | None = None  # the same over the engine's best OVERFETCH matches only
     _matches_sql: str = ""  # with _search_top_sql: how many records match, counted up to OVERFETCH + 1
+    _search_pairs_sql: str | None = None  # the same over records holding two query words, tried first
 
     @abstractmethod
     def _tx(self, write: bool = False) -> AbstractContextManager: ...
@@ -62,12 +63,18 @@ class SearchQueries:
             return []
         where, params = self._records_where(namespace, level, flt)
         match = self._match(words)
+        args = (match, *params, int(k))
         with self._tx() as q:
+            # each shortcut stands only when it fills k: then it is the full ranking's answer
+            if self._search_pairs_sql is not None and 1 < len(words) <= MAX_PAIR_TERMS:
+                rows = q(self._search_pairs_sql.format(where=where), args).fetchall()
+                if len(rows) == k:
+                    return [(r[0], float(r[1])) for r in rows]
             rows = []
             if self._search_top_sql is not None:
-                rows = q(self._search_top_sql.format(where=where), (match, *params, int(k))).fetchall()
+                rows = q(self._search_top_sql.format(where=where), args).fetchall()
             if len(rows) < k and (self._search_top_sql is None or self._matches(q, match) > OVERFETCH):
-                rows = q(self._search_sql.format(where=where), (match, *params, int(k))).fetchall()
+                rows = q(self._search_sql.format(where=where), args).fetchall()
         return [(r[0], float(r[1])) for r in rows]
 
     def _matches(self, q, match: str) -> int:
