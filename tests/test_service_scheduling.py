@@ -17,7 +17,7 @@ from r3mem.errors import CostTooHigh, DeadlineExceeded
 from r3mem.service import Settings, create_api_key, create_app
 from r3mem.service.worker import ModelWorker
 from r3mem.store import Namespace
-from r3mem.store.dense import DenseIndex
+from r3mem.store.dense import PrimedEmbedder
 
 ALICE = Namespace(user="alice")
 
@@ -38,7 +38,7 @@ def test_interactive_calls_run_before_background_work():
         order.append("background")
         return next(chunks, None) is not None
 
-    worker = ModelWorker(background=background, starve_after=60)
+    worker = ModelWorker(background=background, idle_after=0, starve_after=60)
     try:
         assert worker.wait_idle(5)  # a fresh worker looks once for work an earlier run left
         order.clear()
@@ -58,7 +58,7 @@ def test_interactive_calls_run_before_background_work():
 
 def test_background_work_is_not_starved_by_sustained_load():
     ran = threading.Event()
-    worker = ModelWorker(background=lambda: ran.set() or False, starve_after=0.0)
+    worker = ModelWorker(background=lambda: ran.set() or False, idle_after=60, starve_after=0.0)
     try:
         release = _blocked(worker)
         worker.wake_background()
@@ -76,11 +76,11 @@ def test_waiting_recalls_have_their_queries_embedded_in_one_batch():
     worker = ModelWorker(prefetch=batches.append)
     try:
         release = _blocked(worker)
-        futures = [worker.submit(lambda: None, query=f"q{i}") for i in range(4)]
+        futures = [worker.submit(lambda: None, embed=(f"q{i}",) * (1 + i % 2)) for i in range(4)]
         release.set()
         for future in futures:
             future.result(5)
-        assert batches[0] == ["q0", "q1", "q2", "q3"]
+        assert batches[0] == ["q0", "q1", "q1", "q2", "q3", "q3"]
     finally:
         worker.close()
 
@@ -96,14 +96,14 @@ class CountingEmbedder:
         return np.stack([np.full(3, len(t), np.float32) for t in texts])
 
 
-def test_primed_queries_are_used_once_and_others_embedded_alone():
+def test_primed_texts_are_used_once_and_others_embedded_in_one_call():
     embedder = CountingEmbedder()
-    dense = DenseIndex(backend=None, embedder=lambda: embedder)  # type: ignore[arg-type]
-    dense.prime(["a long query", "q", "q"])
+    primed = PrimedEmbedder(embedder)
+    primed.prime(["a long query", "q", "q"])
     assert embedder.calls == [["q", "a long query"]]  # one batch, shortest first, no duplicate
-    assert dense.query_vector("q")[0] == 1 and dense.query_vector("a long query")[0] == 12
-    assert len(embedder.calls) == 1
-    dense.query_vector("q")  # used up: embedded again
+    assert primed.encode(["q"])[0][0] == 1 and primed.encode(["a long query", "xy"])[:, 0].tolist() == [12, 2]
+    assert embedder.calls[1:] == [["xy"]]  # only the text nobody primed
+    primed.encode(["q"])  # used up: embedded again
     assert embedder.calls[-1] == ["q"]
 
 

@@ -66,10 +66,23 @@ def check_deadline() -> None:
         raise DeadlineExceeded("the request ran past its deadline (request_timeout) and was stopped; retry later")
 
 
+def step(resume: Callable[[], None] | None = None) -> None:
+    """A point between units of model work (decoding steps, scoring batches): stop here past the
+    deadline, else run `on_step`, then `resume` (which restores what the interrupted work needs,
+    such as its adapter)."""
+    bounds = _current.get()
+    if bounds is None:
+        return
+    check_deadline()
+    if bounds.on_step is not None:
+        bounds.on_step()
+        if resume is not None:
+            resume()
+
+
 def step_processors(resume: Callable[[], None]) -> list:
-    """Logits processors for `generate`, run between its decoding steps: they stop it once the
-    deadline passes, and run `on_step`, then `resume` (which restores what the generating model
-    needs, such as its adapter). None are needed when no bounds are open."""
+    """Logits processors for `generate` that call `step(resume)` between its decoding steps; none
+    are needed when no bounds are open."""
     bounds = _current.get()
     if bounds is None or (bounds.deadline is None and bounds.on_step is None):
         return []
@@ -77,10 +90,7 @@ def step_processors(resume: Callable[[], None]) -> list:
 
     class BetweenSteps(LogitsProcessor):
         def __call__(self, input_ids, scores):
-            check_deadline()
-            if bounds.on_step is not None:
-                bounds.on_step()
-                resume()
+            step(resume)
             return scores
 
     return [BetweenSteps()]

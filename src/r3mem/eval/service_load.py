@@ -66,7 +66,9 @@ def _turn(rng: random.Random) -> dict:
 
 
 def _query(rng: random.Random) -> str:
-    return f"Where is {rng.choice(NAMES)} flying in May, and what did the room cost?"
+    # varied, as real queries are: a batch of identical queries would be embedded once
+    return (f"Where is {rng.choice(NAMES)} flying on {rng.randint(1, 28)} May, and what did the room in "
+            f"{rng.choice(CITIES)} cost?")
 
 
 def free_port() -> int:

@@ -37,9 +37,10 @@ def open_store(settings: Settings) -> MemoryStore:
     return MemoryStore.open(settings.store_url, model=settings.load_model, ratio=settings.ratio)
 
 
-def background_flush(store: MemoryStore, chunk: int = 8) -> bool:
-    """Write one small chunk of pending memories; whether more may remain. Chat-turn records fit
-    one segment, so a chunk is one padded forward pass."""
+def background_flush(store: MemoryStore, chunk: int = 2) -> bool:
+    """Write one small chunk of pending memories; whether more may remain. Two chat-turn records
+    are one padded forward pass of a fraction of a second on a CPU: short enough to sit between
+    interactive calls."""
     return store.flush_some(chunk) >= chunk
 
 

@@ -121,6 +121,16 @@ async def healthz() -> HealthOut:
     return HealthOut(status="ok")
 
 
+def _turn_texts(messages: list | None) -> tuple[str, ...]:
+    """The texts an add of messages embeds for its index rows, to embed with the waiting calls'."""
+    from r3mem.store.encoder import message_units  # imports torch, which the service loads with the model
+
+    try:
+        return tuple(unit.text for unit in message_units(messages)) if messages is not None else ()
+    except InvalidInput:  # the add itself reports it
+        return ()
+
+
 @router.post("/memories", status_code=201)
 async def add_memories(body: AddRequest, key: Caller, store: Store, worker: Worker) -> RecordsOut:
     """Compress a text (a document and its paragraphs, sentences, entities) or messages (turns)."""
@@ -128,7 +138,8 @@ async def add_memories(body: AddRequest, key: Caller, store: Store, worker: Work
     messages = None if body.messages is None else [m.model_dump() for m in body.messages]
     # with store_text the memory is deferred (written in the background): the call is light
     records = await worker.run(store.add, namespace, text=body.text, messages=messages,
-                               metadata=body.metadata, store_text=body.store_text, light=body.store_text)
+                               metadata=body.metadata, store_text=body.store_text, light=body.store_text,
+                               embed=_turn_texts(messages))
     worker.wake_background()
     return RecordsOut(records=[RecordOut.model_validate(r.summary()) for r in records])
 
@@ -195,7 +206,7 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
     namespace = authorize(key, body.namespace.value())
     filters = RecallFilter.of(body.where, body.since, body.until)
     hits = await worker.run(store.recall, body.query, namespace, top_k=body.top_k, level=body.level,
-                            query=body.query, light=body.method not in MODEL_METHODS, method=body.method,
+                            embed=(body.query,), light=body.method not in MODEL_METHODS, method=body.method,
                             beams=body.beams, samples=body.samples, guidance=body.guidance,
                             filters=filters, min_score=body.min_score)
     return HitsOut(hits=[HitOut.model_validate(hit.as_dict()) for hit in hits])
@@ -205,7 +216,7 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
 async def ask(body: AskRequest, key: Caller, store: Store, worker: Worker) -> AnswerOut:
     """Recall, then answer from the recalled records' texts only (grounded), or abstain."""
     namespace = authorize(key, body.namespace.value())
-    answer = await worker.run(store.ask, body.question, namespace, query=body.question, top_k=body.top_k,
+    answer = await worker.run(store.ask, body.question, namespace, embed=(body.question,), top_k=body.top_k,
                               method=body.method,
                               beams=body.beams, samples=body.samples, guidance=body.guidance)
     return AnswerOut.model_validate(answer.as_dict())

@@ -9,10 +9,11 @@ One thread need not mean one request at a time in arrival order, which made thro
 in the number of clients (docs/reliability.md, *Throughput*):
 
 - Interactive calls run first, in arrival order; `background` work (writing deferred memories,
-  one small chunk a call) runs when none waits, and one chunk every `starve_after` seconds
-  under sustained load, so it can lag but not stall. It never holds the thread for long.
-- The queries of the recalls and asks waiting together are embedded in one batch (`prefetch`)
-  before the first of them runs: one MiniLM pass over several queries costs about one.
+  one small chunk a call) runs once no call has waited for `idle_after` seconds, and one chunk
+  every `starve_after` seconds under sustained load: under load memory writes lag (the text and
+  index rows are written at once, so nothing acknowledged is lost), and catch up when it ends.
+- The texts of the calls waiting together (recall queries, added turns) are embedded in one
+  batch (`prefetch`) before the first of them runs: one MiniLM pass over several costs about one.
 - Every call runs within `r3mem.bounds`: at most `max_tokens` token-passes, and a deadline
   `timeout` seconds after it was queued. A call whose deadline passed while it waited is not
   started; a running one stops between decoding steps (503 and Retry-After to its client).
@@ -46,7 +47,7 @@ class _Call:
     args: tuple
     kwargs: dict
     bounds: Bounds
-    query: str | None = None  # embedded ahead, with the other waiting calls' queries
+    embed: tuple[str, ...] = ()  # texts embedded ahead, with the other waiting calls' (queries, turns)
     light: bool = False  # may run between another call's decoding steps
     future: Future = field(default_factory=Future)
 
@@ -56,9 +57,11 @@ class ModelWorker:
 
     def __init__(self, max_pending: int = 64, *, background: Callable[[], bool] | None = None,
                  prefetch: Callable[[list[str]], None] | None = None, timeout: float | None = None,
-                 max_tokens: int | None = None, starve_after: float = 2.0) -> None:
+                 max_tokens: int | None = None, idle_after: float = 0.02, starve_after: float = 2.0) -> None:
         self.max_pending, self.timeout, self.max_tokens = max_pending, timeout, max_tokens
-        self.background, self.prefetch, self.starve_after = background, prefetch, starve_after
+        self.background, self.prefetch = background, prefetch
+        self.idle_after, self.starve_after = idle_after, starve_after
+        self._last_call = time.monotonic()
         self._queue: deque[_Call] = deque()
         self._running = 0
         self._cond = threading.Condition()
@@ -90,7 +93,7 @@ class ModelWorker:
             self._background_due, self._wakes = self.background is not None, self._wakes + 1
             self._cond.notify()
 
-    def submit(self, fn: Callable[..., T], /, *args, query: str | None = None, light: bool = False,
+    def submit(self, fn: Callable[..., T], /, *args, embed: tuple[str, ...] = (), light: bool = False,
                bounded: bool = True, **kwargs) -> Future:
         """Queue `fn(*args, **kwargs)`; `bounded=False` frees it of deadline and cost cap (the model load)."""
         with self._cond:
@@ -99,18 +102,18 @@ class ModelWorker:
             if len(self._queue) + self._running >= self.max_pending:
                 raise ServiceBusy(f"{len(self._queue) + self._running} model calls are already queued; retry shortly")
             deadline = None if self.timeout is None or not bounded else time.monotonic() + self.timeout
-            call = _Call(fn, args, kwargs, Bounds(self.max_tokens if bounded else None, deadline), query, light)
+            call = _Call(fn, args, kwargs, Bounds(self.max_tokens if bounded else None, deadline), embed, light)
             self._queue.append(call)
             self._cond.notify()
         return call.future
 
-    async def run(self, fn: Callable[..., T], /, *args, query: str | None = None, light: bool = False,
+    async def run(self, fn: Callable[..., T], /, *args, embed: tuple[str, ...] = (), light: bool = False,
                   bounded: bool = True, **kwargs) -> T:
         """Run `fn(*args, **kwargs)` on the model thread and await its result (or its error).
 
         A client that disconnects cancels only its wait: a started call still finishes, so a
         write is never left half done."""
-        return await asyncio.wrap_future(self.submit(fn, *args, query=query, light=light, bounded=bounded,
+        return await asyncio.wrap_future(self.submit(fn, *args, embed=embed, light=light, bounded=bounded,
                                                      **kwargs))
 
     def close(self) -> None:
@@ -128,29 +131,32 @@ class ModelWorker:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._background_due and not self._closed:
-                    self._cond.wait()
+                while not self._queue and not self._closed:
+                    idle = time.monotonic() - self._last_call
+                    if self._background_due and idle >= self.idle_after:
+                        break
+                    self._cond.wait(self.idle_after - idle if self._background_due else None)
                 if self._closed:
                     return
                 starving = self._background_due and time.monotonic() - self._last_background > self.starve_after
                 call = self._queue.popleft() if self._queue and not starving else None
                 if call is not None:
                     self._running = 1
-                    queries = [c.query for c in (call, *self._queue) if c.query is not None]
+                    texts = [t for c in (call, *self._queue) for t in c.embed]
             if call is None:
                 self._background_step()
                 continue
             try:
-                self._prefetch(queries)
+                self._prefetch(texts)
                 self._execute(call)
             finally:
                 with self._cond:
-                    self._running = 0
+                    self._running, self._last_call = 0, time.monotonic()
 
-    def _prefetch(self, queries: list[str]) -> None:
-        if self.prefetch is not None and queries:
+    def _prefetch(self, texts: list[str]) -> None:
+        if self.prefetch is not None and texts:
             try:
-                self.prefetch(queries)
+                self.prefetch(texts)
             except Exception:  # each recall then embeds its own query, and reports its own error
                 log.exception("batched query embedding failed")
 
@@ -175,7 +181,7 @@ class ModelWorker:
                 if call is None:
                     return
                 self._queue.remove(call)
-            self._prefetch([call.query] if call.query is not None else [])
+            self._prefetch(list(call.embed))
             self._execute(call)
 
     def _background_step(self) -> None:

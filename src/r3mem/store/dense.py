@@ -26,22 +26,69 @@ _CACHE_SLOTS = 64  # (namespace, level, filter) matrices kept; namespaces come a
 _EMBED_BATCH = 256  # missing vectors embedded and written back per transaction
 
 
+class PrimedEmbedder:
+    """An embedder that first serves vectors embedded ahead (`prime`), each once, and embeds the rest.
+
+    Why: the service embeds the texts of the requests waiting together (recall queries, added
+    turns) in one batch before the first of them runs; one MiniLM pass over several short texts
+    costs little more than one. A primed vector is the same text's embedding, so results are
+    unchanged (up to float rounding: padding is masked)."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.inner, self.name = embedder, embedder.name
+        self._primed: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+        # one encode at a time: a fast tokenizer refuses concurrent calls ("Already borrowed")
+        self._encoding = threading.Lock()
+
+    def __getattr__(self, name: str):  # anything else the wrapped embedder offers (a test's counters)
+        return getattr(self.inner, name)
+
+    def prime(self, texts: list[str]) -> None:
+        """Embed `texts` in one batch, shortest first, so a batch pads each to a similar length."""
+        with self._lock:
+            todo = sorted({t for t in texts if t not in self._primed}, key=len)
+        if not todo:
+            return
+        with self._encoding:
+            vectors = self.inner.encode(todo)
+        with self._lock:
+            if len(self._primed) > 1024:  # texts primed for requests that failed before embedding
+                self._primed.clear()
+            self._primed.update(zip(todo, vectors, strict=True))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            found = {t: v for t in set(texts) if (v := self._primed.pop(t, None)) is not None}
+        rest = [t for t in dict.fromkeys(texts) if t not in found]
+        if rest or not texts:
+            with self._encoding:
+                vectors = self.inner.encode(rest)
+            if not texts:
+                return vectors
+            found.update(zip(rest, vectors, strict=True))
+        return np.stack([found[t] for t in texts])
+
+
 class DenseIndex:
     """Cached vector matrices per (namespace, level, filter), valid for one store generation."""
 
     def __init__(self, backend: StoreBackend, embedder: Callable[[], Embedder]) -> None:
         self.backend = backend
         self._embedder_factory = embedder
-        self._embedder: Embedder | None = None
+        self._embedder: PrimedEmbedder | None = None
         self._cache: dict[tuple, tuple[int, list[str], np.ndarray]] = {}
         self._lock = threading.Lock()
-        self._primed: dict[str, np.ndarray] = {}  # query -> vector, embedded ahead in a batch (`prime`)
 
     @property
-    def embedder(self) -> Embedder:
+    def embedder(self) -> PrimedEmbedder:
         if self._embedder is None:
-            self._embedder = self._embedder_factory()
+            self._embedder = PrimedEmbedder(self._embedder_factory())
         return self._embedder
+
+    def prime(self, texts: list[str]) -> None:
+        """Embed ahead, in one batch, texts about to be embedded one request at a time (`PrimedEmbedder`)."""
+        self.embedder.prime(texts)
 
     def matrix(self, namespace: Namespace, level: str | None,
                flt: RecallFilter | None) -> tuple[list[str], np.ndarray]:
@@ -69,31 +116,13 @@ class DenseIndex:
             self.backend.set_vectors([IndexEntry(i, body, "", encode_vector(v), self.embedder.name)
                                       for (i, body), v in zip(batch, vectors, strict=True)])
 
-    def prime(self, queries: list[str]) -> None:
-        """Embed the queries of recalls about to run in one batch, so each then finds its vector
-        ready: one MiniLM pass over several short queries costs little more than one. Sorted by
-        length, so a batch pads each query to a similar length (the attention mask hides padding)."""
-        todo = sorted({q for q in queries if q not in self._primed}, key=len)
-        if not todo:
-            return
-        vectors = self.embedder.encode(todo)
-        with self._lock:
-            if len(self._primed) > 4 * _CACHE_SLOTS:  # a primed query whose recall failed first
-                self._primed.clear()
-            self._primed.update(zip(todo, vectors, strict=True))
-
-    def query_vector(self, query: str) -> np.ndarray:
-        with self._lock:
-            vector = self._primed.pop(query, None)
-        return vector if vector is not None else self.embedder.encode([query])[0]
-
     def similarities(self, query: str, namespace: Namespace, level: str | None,
                      flt: RecallFilter | None) -> tuple[list[str], np.ndarray]:
         """Ids in scope and their cosine similarity to `query`."""
         ids, vectors = self.matrix(namespace, level, flt)
         if not ids:
             return [], np.zeros(0, np.float32)
-        return ids, vectors @ self.query_vector(query)
+        return ids, vectors @ self.embedder.encode([query])[0]
 
 
 def top(ids: list[str], scores: np.ndarray, k: int) -> list[tuple[str, float]]:

@@ -204,10 +204,10 @@ class MemoryStore:
                 check_text(unit.text, "message")
         defer = self.memory_batch > 0 and store_text
         # every unit is compressed (now or deferred, one record at a time) and embedded for the index
-        if bounds.active():
-            tokens = [len(self.encoder.r3.tokenize(unit.text)) for unit in units]
-            bounds.charge(sum(tokens) + sum(min(t, 256) for t in tokens),
-                          f"compressing and indexing {len(units)} record(s)")
+        if bounds.active():  # unit by unit: a text far over the cap is refused after its first unit
+            for unit in units:
+                tokens = len(self.encoder.r3.tokenize(unit.text))
+                bounds.charge(tokens + min(tokens, 256), f"compressing and indexing one {unit.level} record")
         records = self.encoder.records(units, namespace, metadata, store_text, defer=defer)
         self.backend.insert(records, index=self._entries(records))
         if defer:
@@ -369,7 +369,7 @@ class MemoryStore:
         if reconstruct:  # the whole reconstruction's cost, before any of it runs (`r3mem.bounds`)
             dear = [r for r in records.values() if r.text is None]
             bounds.charge(sum(sum(r.segment_tokens) for r in dear) * beams * (1 + samples),
-                   f"reconstructing {len(dear)} memory-only hit(s) at {beams} beam(s) and {samples} sample(s)")
+                          f"reconstructing {len(dear)} memory-only hit(s) at {beams} beam(s) and {samples} sample(s)")
         hits = []
         for record_id, score in ranked[:top_k]:
             if record_id in records:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from r3mem import bounds
 from r3mem.errors import InvalidInput
 from r3mem.store.backend import StoreBackend
 from r3mem.store.filters import RecallFilter
@@ -91,6 +92,7 @@ def query_likelihood(encoder: RecordEncoder, memories: list[torch.Tensor], query
                 nll = F.cross_entropy(stats.kept_logits, target.reshape(-1), reduction="none")  # (B * Q,)
                 for i, score in zip(batch, (-nll.view(len(batch), -1).mean(1)).tolist(), strict=True):
                     scores[i] = score
+                bounds.step()  # a request's deadline, and the service's cheap calls, between batches
         return scores
 
 
