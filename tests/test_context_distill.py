@@ -80,3 +80,23 @@ def test_cached_training_resumes_and_reads_only_built_draws(tiny, tmp_path):
     assert reader.residual.weight.abs().sum() > 0, "the reader moved from its zero init"
     with pytest.raises(ValueError, match="built with"):
         build_cache(DistillConfig(**{**cfg.__dict__, "top_k": 5}), tiny, log=lambda *_: None)
+
+
+def test_mlp_reader_starts_as_the_nearest_token_and_round_trips(tmp_path):
+    """The wider reader begins exactly where the linear one does, and saves and loads with its shape."""
+    import torch
+
+    dim, table = 16, torch.randn(40, 16)
+    vectors, levels = torch.randn(6, dim), torch.tensor([0, 0, 1, 1, 3, 3])
+    plain = ContextReader(dim, ContextConfig())
+    wide = ContextReader(dim, ContextConfig(mlp=8))
+    assert torch.allclose(wide(vectors, levels, table), plain(vectors, levels, table))
+    with torch.no_grad():
+        wide.mlp[2].bias.fill_(0.5)
+        wide.gate.weight.fill_(0.25)
+    wide.save(tmp_path)
+    back = ContextReader.load(tmp_path, dim)
+    assert back is not None and back.config.mlp == 8
+    assert torch.allclose(back(vectors, levels, table), wide(vectors, levels, table), atol=1e-2)  # fp16 on disk
+    with pytest.raises(InvalidInput, match="mlp"):
+        ContextConfig(mlp=-1)

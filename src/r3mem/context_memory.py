@@ -48,6 +48,9 @@ class ContextConfig:
     # raw window are kept as their own token embeddings (ratio 1) inside the memory's budget, and
     # only older text is compressed. 0 compresses everything.
     verbatim: int = 0
+    # Width of a residual MLP beside the linear map (0: the linear map alone). With it, a learned
+    # per-level gate also scales the nearest-token embedding, so the reader can fade that guess out.
+    mlp: int = 0
 
     def __post_init__(self) -> None:
         if self.slots < 1:
@@ -56,6 +59,8 @@ class ContextConfig:
             raise InvalidInput(f"context config: levels must be >= 1, got {self.levels}")
         if self.verbatim < 0:
             raise InvalidInput(f"context config: verbatim must be >= 0, got {self.verbatim}")
+        if self.mlp < 0:
+            raise InvalidInput(f"context config: mlp must be >= 0, got {self.mlp}")
 
 
 def block_sizes(n_segments: int, n_blocks: int) -> list[int]:
@@ -122,13 +127,23 @@ class ContextReader(nn.Module):
         nn.init.zeros_(self.residual.bias)
         self.level = nn.Embedding(config.levels, dim)
         nn.init.zeros_(self.level.weight)
+        if config.mlp:
+            out = nn.Linear(config.mlp, dim)  # zero: the MLP adds nothing until it learns to
+            nn.init.zeros_(out.weight)
+            nn.init.zeros_(out.bias)
+            self.mlp = nn.Sequential(nn.Linear(dim, config.mlp), nn.GELU(), out)
+            self.gate = nn.Embedding(config.levels, 1)  # scale of the nearest token, per level: 1 at init
+            nn.init.ones_(self.gate.weight)
 
     def forward(self, vectors: Tensor, levels: Tensor, table: Tensor) -> Tensor:
         """(k, d) packed blocks, (k,) levels, (V, d) input embeddings -> (k, d) LM inputs."""
         unit = table / table.norm(dim=-1, keepdim=True).clamp(min=1e-6)
         nearest = (vectors.to(unit.dtype) @ unit.T).argmax(-1)  # (k,)
         levels = levels.clamp(max=self.config.levels - 1)
-        return table[nearest].float() + self.residual(vectors.float()) + self.level(levels)
+        out = table[nearest].float()
+        if self.config.mlp:
+            out = out * self.gate(levels) + self.mlp(vectors.float())
+        return out + self.residual(vectors.float()) + self.level(levels)
 
     def save(self, directory: str | Path) -> None:
         root = Path(directory)

@@ -51,6 +51,7 @@ class DistillConfig:
     warmup_steps: int = 20
     budget: int = 64  # k: memory positions, as the benchmark's --memory-tokens
     verbatim: int = 0  # newest history tokens kept verbatim inside the budget (ContextConfig.verbatim)
+    mlp: int = 0  # ContextConfig.mlp: a residual MLP of this width and a nearest-token gate (0: linear only)
     # Raw tokens the student reads after the memory. Shorter than the benchmark's W - k so the
     # memory's share of the signal is larger and a step is cheaper; the LM reads any length.
     tail: int = 192
@@ -198,7 +199,7 @@ def train(cfg: DistillConfig, r3: R3Mem, log=print, stop_after_s: float | None =
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     texts = [] if cfg.cache_draws else held_out_split(Path(cfg.data_dir), r3.tokenize)[0]
-    reader = ContextReader(r3.network.hidden_size, ContextConfig(verbatim=cfg.verbatim)).to(r3.device)
+    reader = ContextReader(r3.network.hidden_size, ContextConfig(verbatim=cfg.verbatim, mlp=cfg.mlp)).to(r3.device)
     optimizer = torch.optim.AdamW(reader.parameters(), lr=cfg.lr, weight_decay=0.0)
     start = 0
     if (out / "state" / "trainer.json").is_file():
