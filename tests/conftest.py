@@ -8,8 +8,10 @@ leaves all three out; `make test` runs everything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from r3mem.api import R3Mem
 from r3mem.base_model import BaseModel, model_fingerprint
 from r3mem.config import MemoryConfig
+from r3mem.store.namespace import Namespace
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CORPUS = (Path(__file__).resolve().parents[1] / "src" / "r3mem" / "data" / "demo_passage.txt").read_text()
@@ -98,12 +101,9 @@ def _postgres_url() -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path: Path):
-    """A fresh, empty store URL: an SQLite file, or a PostgreSQL schema of its own per test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
-        return
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """The test server's URL on a new, empty schema of its own, dropped when the block ends."""
     import psycopg
 
     url = _postgres_url()
@@ -114,9 +114,21 @@ def store_url(request, tmp_path: Path):
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL at {url} is not reachable: {exc}")
     sep = "&" if "?" in url else "?"
-    yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path: Path):
+    """A fresh, empty store URL: an SQLite file, or a PostgreSQL schema of its own per test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture
@@ -128,6 +140,32 @@ def store(store_url: str, tiny: R3Mem):
     memory_store = MemoryStore(open_backend(store_url), tiny)
     yield memory_store
     memory_store.close()
+
+
+@pytest.fixture(scope="module")
+def live_servers(tmp_path_factory):
+    """Live `r3mem serve` processes on the tiny model, one per backend kind, shared by a module's tests."""
+    from tests.live_server import LiveServers
+
+    servers = LiveServers(tmp_path_factory.mktemp("live"), postgres_schema)
+    yield servers
+    servers.close()
+
+
+@pytest.fixture(params=["local", pytest.param("client", marks=pytest.mark.slow)])
+def api_store(request, store_url: str):
+    """`MemoryStore`'s public API, from the local `store` or from `r3mem.client` through a live
+    `r3mem serve` over the same kind of backend: the store's behaviour tests run on both.
+
+    The client holds one API key per namespace it is called with (`tests.live_server.KeyedClient`),
+    and forgets those namespaces afterwards, so each test starts from an empty store."""
+    if request.param == "local":
+        yield request.getfixturevalue("store")
+        return
+    kind = "sqlite" if store_url.startswith("sqlite:") else "postgres"
+    client = request.getfixturevalue("live_servers").client(kind, home=Namespace(user="alice"))
+    yield client
+    client.close()
 
 
 # --- generated-case counts ---------------------------------------------------------------

@@ -7,13 +7,11 @@ import asyncio
 import tarfile
 
 import pytest
-from tests.conftest import tiny_base
 from tests.embedders import HashEmbedder
-from tests.faults import Server
+from tests.live_server import api_key, tiny_server
 
 from r3mem.client import AsyncClient, Client
 from r3mem.errors import AccessDenied, DuplicateRecord, InvalidInput, RecordNotFound, StoreError
-from r3mem.service.keys import create_api_key
 from r3mem.store import Answer, Hit, MemoryStore, Namespace, RecallFilter, Record
 from r3mem.store.backend import Event
 from r3mem.store.location import open_backend
@@ -28,17 +26,10 @@ TEXT = "Alice keeps a green teapot. She drinks tea at noon.\n\nHer cat is called
 def server(tmp_path_factory):
     """`r3mem serve` on the tiny model and an SQLite store, with a key for alice (and one for bob)."""
     root = tmp_path_factory.mktemp("client")
-    base = tiny_base()
-    base.model.save_pretrained(root / "tiny-model")
-    base.tokenizer.save_pretrained(root / "tiny-model")
     url = f"sqlite:///{root / 'store.sqlite3'}"
-    backend = open_backend(url)
-    keys = {"alice": create_api_key(backend, ALICE), "bob": create_api_key(backend, BOB)}
-    backend.close()
-    running = Server(url, root / "tiny-model", root / "server.log")
-    running.start()
-    yield running, keys
-    running.stop()
+    keys = {"alice": api_key(url, ALICE), "bob": api_key(url, BOB)}
+    with tiny_server(root, url) as running:
+        yield running, keys
 
 
 @pytest.fixture(params=["local", "client"])

@@ -10,6 +10,7 @@ and `key` are empty, and `model_fingerprint` is unknown ("").
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,18 @@ class Call(Generic[T]):
     json: dict[str, Any] | None = None
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+
+    def request(self) -> dict[str, Any]:
+        """httpx's arguments for the request. A body that JSON cannot carry (an object, a NaN) is
+        the caller's InvalidInput, as the local store's checks make it, not a TypeError from httpx."""
+        if self.json is None:
+            return {"params": self.params, "content": self.content, "headers": self.headers}
+        try:  # as httpx encodes a json= body
+            body = json.dumps(self.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise errors.InvalidInput(f"the request cannot be sent as JSON: {exc}") from exc
+        return {"params": self.params, "content": body.encode(),
+                "headers": {**self.headers, "Content-Type": "application/json"}}
 
 
 def raise_for_error(response: httpx.Response) -> httpx.Response:
@@ -121,9 +134,11 @@ def _reconstructing(beams: int, samples: int, guidance: float) -> dict[str, Any]
 
 # -- the operations, in MemoryStore's order and with its arguments -------------------------------
 def add(namespace: Namespace, text: str | None = None, messages: builtins.list | None = None,
-        metadata: dict | None = None, store_text: bool = True) -> Call[builtins.list[Record]]:
+        metadata: dict | None = None, store_text: bool = True,
+        levels: tuple[str, ...] | None = None) -> Call[builtins.list[Record]]:
+    """`levels` None: the store's default, every level of a text's hierarchy."""
     body = {"namespace": _ns(namespace), "text": text, "messages": messages, "metadata": metadata,
-            "store_text": store_text}
+            "store_text": store_text, "levels": levels}
     return Call("POST", "/v1/memories", _records, json=body)
 
 

@@ -80,9 +80,6 @@ class _Operations:
         self.url = url.rstrip("/")
         self._options: dict[str, Any] = {"base_url": self.url, "headers": {"Authorization": f"Bearer {api_key}"}}
 
-    def _request(self, call: Call) -> dict[str, Any]:
-        return {"params": call.params, "json": call.json, "content": call.content, "headers": call.headers}
-
     @contextlib.contextmanager
     def _reaching(self) -> Iterator[None]:
         """A service that cannot be reached is an unavailable store, as a local one would be."""
@@ -106,7 +103,7 @@ class Client(_Operations):
 
     def _send(self, call: Call[T]) -> T:
         with self._reaching():
-            response = self._http.request(call.method, call.path, **self._request(call))
+            response = self._http.request(call.method, call.path, **call.request())
         return call.parse(raise_for_error(response))
 
     def close(self) -> None:
@@ -130,7 +127,7 @@ class AsyncClient(_Operations):
 
     async def _send(self, call: Call[T]) -> T:
         with self._reaching():
-            response = await self._http.request(call.method, call.path, **self._request(call))
+            response = await self._http.request(call.method, call.path, **call.request())
         return call.parse(raise_for_error(response))
 
     async def close(self) -> None:

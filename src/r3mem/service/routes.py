@@ -49,7 +49,7 @@ from r3mem.service.worker import ModelWorker
 from r3mem.store import MemoryStore, Namespace
 from r3mem.store.backend import ApiKey
 from r3mem.store.filters import RecallFilter
-from r3mem.store.memory_store import MAX_PAGE
+from r3mem.store.memory_store import DOCUMENT_LEVELS, MAX_PAGE
 from r3mem.store.namespace import ID_PATTERN
 from r3mem.store.recall import MODEL_METHODS
 
@@ -139,7 +139,8 @@ async def add_memories(body: AddRequest, key: Caller, store: Store, worker: Work
     # with store_text the memory is deferred (written in the background): the call is light
     records = await worker.run(store.add, namespace, text=body.text, messages=messages,
                                metadata=body.metadata, store_text=body.store_text, light=body.store_text,
-                               embed=_turn_texts(messages))
+                               embed=_turn_texts(messages),
+                               levels=DOCUMENT_LEVELS if body.levels is None else tuple(body.levels))
     worker.wake_background()
     return RecordsOut(records=[RecordOut.model_validate(r.summary()) for r in records])
 

@@ -75,6 +75,8 @@ class AddRequest(_Strict):
     metadata: dict[str, Any] | None = Field(None, description="any JSON object, at most 16 KiB")
     store_text: bool = Field(True, description="keep the text beside its memory; false keeps memory only "
                                                "and recall reconstructs the text from it")
+    levels: list[Level] | None = Field(None, description="the levels of a text's hierarchy to keep, from document, "
+                                                         "paragraph, sentence, entity (default: all four)")
 
 
 class UpdateRequest(_Strict):
