@@ -37,7 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
 from r3mem.base_model import CausalLM, embedding_table
-from r3mem.bounds import step_processors
+from r3mem.bounds import step, step_processors
 from r3mem.chunking import chunk_index
 from r3mem.config import MARKERS, MemoryConfig
 from r3mem.errors import CheckpointError
@@ -238,6 +238,7 @@ class MemoryNetwork(nn.Module):
         for segment in segments:
             memory = self.write(memory, segment.unsqueeze(0))
             yield memory[0]
+            step()  # a request's deadline, and the service's cheap calls, between segments
 
     # -- backward: retrieval --------------------------------------------------
     def _read_inputs(self, memory: Tensor, marker: str, tokens: Tensor) -> Tensor:

@@ -126,6 +126,9 @@ async def _call(http: httpx.AsyncClient, key: str, op: str, body: dict, tally: T
     except httpx.HTTPError as exc:
         outcome = type(exc).__name__
         tally.first_errors.setdefault(f"{op} {outcome}", str(exc)[:300])
+    except asyncio.CancelledError:  # a hostile request abandoned at the deadline: still in flight
+        tally.hostile.append(Sample(op, (time.perf_counter() - began) * 1000, "unfinished"))
+        raise
     sample = Sample(op, (time.perf_counter() - began) * 1000, outcome)
     (tally.hostile if hostile else tally.ordinary).append(sample)
 
