@@ -3,7 +3,7 @@
 - `fused` (default): calibrated fusion of the lexical index and dense vectors
   (`r3mem.store.fusion`); its score estimates P(evidence), so `min_score` is one threshold
   for every query.
-- `bm25`: the persistent lexical index (SQLite FTS5 bm25, PostgreSQL ts_rank_cd).
+- `bm25`: the persistent lexical index (SQLite FTS5 bm25, PostgreSQL ts_rank).
 - `dense`: cosine similarity of MiniLM vectors stored beside each record (`r3mem.store.dense`).
 - `bm25_dense`: reciprocal-rank fusion of `bm25` and `dense`.
 - `memory`: exact query likelihood, -mean NLL of the query under each record's memory, for
