@@ -1,6 +1,6 @@
 """Soak the service under faults, many times over, and check that no acknowledged write suffers.
 
-The fast tests (tests/test_service_crash.py, tests/test_faults.py) inject each fault once or
+The fast tests (tests/service/test_service_crash.py, tests/service/test_faults.py) inject each fault once or
 twice; a fault that bites one time in fifty needs repetition, which is what this is for
 (`make soak`). Every run ends with the same check: every add the service acknowledged is
 present whole with intact checksums, and nothing unacknowledged is half there.

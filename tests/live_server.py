@@ -1,5 +1,5 @@
 """A live `r3mem serve` on loopback with the tiny model, and clients of it, for the tests that use
-the service as its clients do (tests/test_client.py, and the `client` variant of `api_store`)."""
+the service as its clients do (tests/client/test_client.py, and the `client` variant of `api_store`)."""
 
 from __future__ import annotations
 

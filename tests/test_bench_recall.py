@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 from tests.embedders import HashEmbedder
-from tests.test_eval_locomo import CONV_A
+from tests.eval.test_eval_locomo import CONV_A
 
 from r3mem import bench_recall
 from r3mem.store import memory_store

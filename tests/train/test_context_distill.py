@@ -9,7 +9,7 @@ from r3mem.context_memory import ContextConfig, ContextReader
 from r3mem.errors import InvalidInput
 from r3mem.train.context_distill import DistillConfig, distill_loss
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "context").glob("*.toml"))
+CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "context").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS)

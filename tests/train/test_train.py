@@ -157,7 +157,7 @@ def test_resume_without_optimizer_moments_continues(tmp_path, data, monkeypatch)
     assert steps[4]["lr"] == pytest.approx(2 * lr / 3), "a second resume continues that warmup where it stood"
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")))
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.toml")))
 def test_shipped_configs_parse(path):
     cfg = TrainConfig.from_toml(path)
     assert cfg.out_dir.startswith("runs/") and cfg.w_rec > 0

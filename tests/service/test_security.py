@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from tests.test_service import ALICE, ALICE_TEXT, assert_error, bearer
+from tests.service.test_service import ALICE, ALICE_TEXT, assert_error, bearer
 
 from r3mem.api import R3Mem
 from r3mem.errors import AccessDenied, InvalidInput

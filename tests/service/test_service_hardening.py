@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.test_service import ALICE, BOB, BOB_TEXT, assert_error, bearer
+from tests.service.test_service import ALICE, BOB, BOB_TEXT, assert_error, bearer
 
 from r3mem.service import Settings, create_api_key, create_app
 from r3mem.store import archive

@@ -2,7 +2,7 @@
 
 Each test ends the way every fault must: every acknowledged add is present whole with
 intact checksums, nothing unacknowledged is half there, and the service says clearly
-what it refused. The SIGKILL fault is tests/test_service_crash.py; `make soak` repeats
+what it refused. The SIGKILL fault is tests/service/test_service_crash.py; `make soak` repeats
 all of them many times (scripts/soak.py).
 """
 

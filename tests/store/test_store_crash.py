@@ -18,7 +18,7 @@ from r3mem.store.namespace import Namespace
 # slow: writer processes SIGKILLed mid-write
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KILLS = 3  # `make soak` (issue 7) repeats this many more times; here a fast version
 
 
