@@ -108,6 +108,16 @@ class R3Mem:
         return not self.checkpoint_fingerprint.startswith("untrained")
 
     @property
+    def hidden_size(self) -> int:
+        return self.network.hidden_size
+
+    def token_embeddings(self) -> torch.Tensor:
+        """(V, d) float32 CPU copy of the base model's input embeddings (what memory slots pool)."""
+        from r3mem.base_model import embedding_table
+
+        return embedding_table(self.network.causal_lm).detach().float().cpu()
+
+    @property
     def config(self) -> MemoryConfig:
         return self.network.config
 
@@ -180,6 +190,27 @@ class R3Mem:
             model_name=self.base.name,
             segment_digests=digest_rows(chunks),
         )
+
+    def compress_units(self, texts: list[str], ratio: float = 4) -> list[Memory]:
+        """A memory per short text, each of its own length over `ratio` vectors, in shared passes
+        (`r3mem.short_memory`); a text longer than a segment is compressed recurrently."""
+        from r3mem.short_memory import compress_units
+
+        return compress_units(self, texts, ratio)
+
+    def query_nll(self, memories: list[torch.Tensor], query: str) -> list[float]:
+        """Mean NLL of `query`'s tokens read after each (m, d) memory: lower = the memory predicts it."""
+        from r3mem.short_memory import query_nll
+
+        return query_nll(self, memories, query)
+
+    def key_vectors(self, texts: list[str], role: str) -> list:
+        """Retrieval keys of `texts` by the trained key head (`role` "record" or "query"), or [] without one."""
+        if self.key_head is None:
+            return []
+        from r3mem.retrieval_key import encode_keys
+
+        return list(encode_keys(self.network, self.tokenizer, self.key_head, texts, role))
 
     def check_compatible(self, memory: Memory) -> None:
         """Refuse a memory written by another base model or checkpoint."""

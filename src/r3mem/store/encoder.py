@@ -7,18 +7,15 @@ one-sentence note is one record, not four copies of itself. Messages become turn
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from r3mem import bounds
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
 from r3mem.hierarchy import build_tree
 from r3mem.memory_file import Memory
-from r3mem.retrieval_key import encode_keys
 from r3mem.store.namespace import Namespace
 from r3mem.store.record import Record, encode_key, encode_memory, new_id
 
@@ -82,46 +79,9 @@ class RecordEncoder:
         self.m = r3.config.memory_tokens_for(ratio)
         self.lazy_keys = lazy_keys
 
-    def memory_tokens(self, n_tokens: int) -> int:
-        """m for a unit of `n_tokens`: its own length over the ratio, as training samples it.
-
-        A 20-token sentence at ratio 4 gets 5 vectors, not a full segment's 32: the ratio
-        holds for every record, and small units stay small in the store.
-        """
-        return min(self.m, max(1, math.ceil(n_tokens / self.ratio)))
-
-    @torch.no_grad()
     def memories(self, texts: list[str]) -> list[Memory]:
-        """One `Memory` per text; texts that fit one segment share padded forward passes."""
-        out: list[Memory | None] = [None] * len(texts)
-        token_ids = [self.r3.tokenize(t) for t in texts]
-        groups: dict[int, list[int]] = {}  # m -> indexes of single-segment texts
-        for i, ids in enumerate(token_ids):
-            if 0 < len(ids) <= self.r3.config.segment_len:
-                groups.setdefault(self.memory_tokens(len(ids)), []).append(i)
-        net = self.r3.network
-        for m, members in groups.items():
-            for start in range(0, len(members), _BATCH):
-                batch = members[start : start + _BATCH]
-                width = max(len(token_ids[i]) for i in batch)
-                padded = torch.zeros(len(batch), width, dtype=torch.long)
-                mask = torch.zeros(len(batch), width, dtype=torch.long)
-                for row, i in enumerate(batch):
-                    padded[row, : len(token_ids[i])] = torch.tensor(token_ids[i])
-                    mask[row, : len(token_ids[i])] = 1
-                snaps = net.write(net.initial(len(batch), m), padded.to(self.r3.device), mask.to(self.r3.device))
-                for row, i in enumerate(batch):
-                    out[i] = self._memory(snaps[row : row + 1].to(torch.float16).cpu(), [len(token_ids[i])])
-                bounds.step()  # a request's deadline, and the service's cheap calls, between passes
-        for i, text in enumerate(texts):
-            if out[i] is None:
-                out[i] = self.r3.compress(text, ratio=self.ratio)  # longer than a segment: the recurrent path
-        return out  # type: ignore[return-value]
-
-    def _memory(self, snapshots: torch.Tensor, token_counts: list[int]) -> Memory:
-        return Memory(snapshots=snapshots, token_counts=token_counts, segment_len=self.r3.config.segment_len,
-                      model_fingerprint=self.r3.base.fingerprint,
-                      checkpoint_fingerprint=self.r3.checkpoint_fingerprint, model_name=self.r3.base.name)
+        """One `Memory` per text, each unit's own length over the ratio (`R3Mem.compress_units`)."""
+        return self.r3.compress_units(texts, self.ratio)
 
     @staticmethod
     def key_of(snapshots: torch.Tensor) -> np.ndarray:
@@ -138,7 +98,7 @@ class RecordEncoder:
         """The question's key: the trained query head when the checkpoint has one, else its memory's."""
         head = self.r3.key_head
         if head is not None:
-            return encode_keys(self.r3.network, self.r3.tokenizer, head, [query], "query")[0]
+            return self.r3.key_vectors([query], "query")[0]
         return self.key_of(self.memories([query])[0].snapshots)
 
     def record_keys(self, texts: list[str], memories: list[Memory]) -> list[np.ndarray]:
@@ -147,13 +107,13 @@ class RecordEncoder:
         head = self.r3.key_head
         if head is None:
             return [self.key_of(mem.snapshots) for mem in memories]
-        return list(encode_keys(self.r3.network, self.r3.tokenizer, head, texts, "record"))
+        return self.r3.key_vectors(texts, "record")
 
     def _complete_keys(self, records: list[Record], texts: list[str], memories: list[Memory]) -> list[np.ndarray]:
         """`record_keys`, except that with `lazy_keys` text records keep their memory's key for now."""
         head = self.r3.key_head
         # rekey finds a stale key by its width: a head as wide as the memory could not tell them apart
-        if not self.lazy_keys or head is None or head.config.dim == self.r3.network.hidden_size:
+        if not self.lazy_keys or head is None or head.config.dim == self.r3.hidden_size:
             return self.record_keys(texts, memories)
         keys = [self.key_of(mem.snapshots) for mem in memories]
         now = [i for i, record in enumerate(records) if record.text is None]

@@ -30,7 +30,7 @@ def _check(record: Record, r3: R3Mem | None) -> None:
     if r3 is None or not same_model:
         check_record(record)
         return
-    check_record(record, hidden_size=r3.network.hidden_size, max_memory_tokens=r3.config.max_memory_tokens,
+    check_record(record, hidden_size=r3.hidden_size, max_memory_tokens=r3.config.max_memory_tokens,
                  segment_len=r3.config.segment_len)
 
 

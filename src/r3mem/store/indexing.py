@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 from r3mem.api import R3Mem
-from r3mem.base_model import embedding_table
 from r3mem.chunking import chunk_index
 from r3mem.slot_bags import recover_bags
 from r3mem.store.embedder import Embedder
@@ -23,7 +22,7 @@ from r3mem.store.record import Record
 def memory_words(r3: R3Mem, record: Record) -> str:
     """The words a record's memory pools, slot by slot, as text (order within a slot is pursuit's)."""
     snapshots = record.memory_tensor().float()  # (S, m, d): one memory per segment
-    table = embedding_table(r3.network.causal_lm).detach().float().cpu()  # (V, d)
+    table = r3.token_embeddings()  # (V, d)
     runs = []
     for memory, n in zip(snapshots, record.segment_tokens, strict=True):
         m = memory.shape[0]

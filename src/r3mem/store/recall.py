@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from r3mem import bounds
 from r3mem.errors import InvalidInput
 from r3mem.store.backend import StoreBackend
 from r3mem.store.filters import RecallFilter
@@ -69,31 +68,8 @@ def by_key(keys: np.ndarray, query_key: np.ndarray) -> np.ndarray:
 
 
 def query_likelihood(encoder: RecordEncoder, memories: list[torch.Tensor], query: str) -> list[float]:
-    """-mean NLL per query token under each memory (m, d): higher = more relevant.
-
-    Memories of equal m share a forward pass; records have m in proportion to their length.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    with torch.no_grad():
-        r3 = encoder.r3
-        ids = torch.tensor([r3.tokenize(query)], device=r3.device)  # (1, Q)
-        scores = [0.0] * len(memories)
-        groups: dict[int, list[int]] = {}
-        for i, memory in enumerate(memories):
-            groups.setdefault(int(memory.shape[0]), []).append(i)
-        for members in groups.values():
-            for start in range(0, len(members), _SCORE_BATCH):
-                batch = members[start : start + _SCORE_BATCH]
-                memory = torch.stack([memories[i] for i in batch]).to(r3.device, torch.float32)  # (B, m, d)
-                target = ids.expand(len(batch), -1)  # (B, Q)
-                stats = r3.network.read(memory, target, marker="continue", keep_logits=True)
-                nll = F.cross_entropy(stats.kept_logits, target.reshape(-1), reduction="none")  # (B * Q,)
-                for i, score in zip(batch, (-nll.view(len(batch), -1).mean(1)).tolist(), strict=True):
-                    scores[i] = score
-                bounds.step()  # a request's deadline, and the service's cheap calls, between batches
-        return scores
+    """-mean NLL per query token under each memory (m, d): higher = more relevant."""
+    return [-nll for nll in encoder.r3.query_nll(memories, query)]
 
 
 def check_method(method: str) -> None:

@@ -21,6 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from r3mem.memory_net import MemoryNetwork, ReadStats
+from r3mem.padding import pad
+
+__all__ = ["LOSSES", "Objective", "WindowPass", "pad", "register"]
 
 LossFn = Callable[["WindowPass"], dict[str, Tensor]]
 LOSSES: dict[str, LossFn] = {}  # name -> loss, in the order the objective evaluates them
@@ -31,17 +34,6 @@ def register(name: str) -> Callable[[LossFn], LossFn]:
         LOSSES[name] = fn
         return fn
     return add
-
-
-def pad(batch: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
-    """Right-pad id lists to (B, T) ids and a (B, T) mask."""
-    width = max(1, max(len(x) for x in batch))
-    ids = torch.zeros(len(batch), width, dtype=torch.long, device=device)
-    mask = torch.zeros(len(batch), width, dtype=torch.long, device=device)
-    for row, seq in enumerate(batch):
-        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return ids, mask
 
 
 @dataclass
