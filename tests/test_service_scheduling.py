@@ -148,6 +148,26 @@ def test_light_calls_run_between_the_decoding_steps_of_a_dear_one():
         worker.close()
 
 
+def test_a_dear_call_advances_however_steady_the_cheap_calls():
+    worker = ModelWorker(timeout=60)
+    steps_done = []
+
+    def cheap() -> None:  # each cheap call queues another, as a steady client would
+        if len(steps_done) < 3:
+            worker.submit(cheap, light=True)
+
+    def dear() -> None:
+        worker.submit(cheap, light=True)
+        for i in range(3):
+            bounds.step()
+            steps_done.append(i)
+
+    try:
+        assert worker.submit(dear).result(5) is None and steps_done == [0, 1, 2]
+    finally:
+        worker.close()
+
+
 def test_a_deadline_stops_decoding_between_steps():
     with bounds.within(bounds.Bounds(deadline=time.monotonic() - 1)):
         steps = bounds.step_processors(resume=lambda: None)

@@ -174,14 +174,16 @@ class ModelWorker:
             call.future.set_result(result)
 
     def _between_steps(self) -> None:
-        """Run the light calls waiting now (called from a decoding step of a dear call)."""
-        while True:
-            with self._cond:
-                call = next((c for c in self._queue if c.light), None)
-                if call is None:
-                    return
+        """Run the light calls waiting now (called from a decoding step of a dear call); those
+        that arrive meanwhile wait for the next step, so the dear call still advances (and meets
+        its deadline) however steady the cheap traffic."""
+        with self._cond:
+            light = [c for c in self._queue if c.light]
+            for call in light:
                 self._queue.remove(call)
-            self._prefetch(list(call.embed))
+        if light:
+            self._prefetch([t for c in light for t in c.embed])
+        for call in light:
             self._execute(call)
 
     def _background_step(self) -> None:
