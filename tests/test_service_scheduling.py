@@ -149,7 +149,7 @@ def test_light_calls_run_between_the_decoding_steps_of_a_dear_one():
 
 
 def test_a_dear_call_advances_however_steady_the_cheap_calls():
-    worker = ModelWorker(timeout=60)
+    worker = ModelWorker(timeout=60, yield_for=0)
     steps_done = []
 
     def cheap() -> None:  # each cheap call queues another, as a steady client would

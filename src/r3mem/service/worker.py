@@ -17,9 +17,10 @@ in the number of clients (docs/reliability.md, *Throughput*):
 - Every call runs within `r3mem.bounds`: at most `max_tokens` token-passes, and a deadline
   `timeout` seconds after it was queued. A call whose deadline passed while it waited is not
   started; a running one stops between decoding steps (503 and Retry-After to its client).
-- A long expansion lets `light` calls (a recall by a non-model method, an add whose memory is
-  deferred) run between its decoding steps, so one tenant's dear request delays another's
-  cheap one by about one decoding step, not by its whole length.
+- A dear call (an expansion, query-likelihood scoring, a long compression) lets `light` calls
+  (a recall by a non-model method, an add whose memory is deferred) run between its steps, for
+  up to `yield_for` seconds a step, so one tenant's dear request delays another's cheap one by
+  about one step at a time, not by its whole length.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ class ModelWorker:
 
     def __init__(self, max_pending: int = 64, *, background: Callable[[], bool] | None = None,
                  prefetch: Callable[[list[str]], None] | None = None, timeout: float | None = None,
-                 max_tokens: int | None = None, idle_after: float = 0.02, starve_after: float = 2.0) -> None:
+                 max_tokens: int | None = None, idle_after: float = 0.02, starve_after: float = 2.0,
+                 yield_for: float = 1.0) -> None:
         self.max_pending, self.timeout, self.max_tokens = max_pending, timeout, max_tokens
         self.background, self.prefetch = background, prefetch
-        self.idle_after, self.starve_after = idle_after, starve_after
+        self.idle_after, self.starve_after, self.yield_for = idle_after, starve_after, yield_for
         self._last_call = time.monotonic()
         self._queue: deque[_Call] = deque()
         self._running = 0
@@ -174,17 +176,22 @@ class ModelWorker:
             call.future.set_result(result)
 
     def _between_steps(self) -> None:
-        """Run the light calls waiting now (called from a decoding step of a dear call); those
-        that arrive meanwhile wait for the next step, so the dear call still advances (and meets
-        its deadline) however steady the cheap traffic."""
-        with self._cond:
-            light = [c for c in self._queue if c.light]
-            for call in light:
-                self._queue.remove(call)
-        if light:
+        """Run the light calls waiting (called from a step of a dear call), and those that arrive
+        meanwhile, for up to `yield_for` seconds: the dear call then takes its next step, so it
+        advances (and meets its deadline) however steady the cheap traffic, at a small share."""
+        end = time.monotonic() + self.yield_for
+        while True:
+            with self._cond:
+                light = [c for c in self._queue if c.light]
+                for call in light:
+                    self._queue.remove(call)
+            if not light:
+                return
             self._prefetch([t for c in light for t in c.embed])
-        for call in light:
-            self._execute(call)
+            for call in light:
+                self._execute(call)
+            if time.monotonic() >= end:
+                return
 
     def _background_step(self) -> None:
         with self._cond:
