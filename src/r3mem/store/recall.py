@@ -36,9 +36,6 @@ DEFAULT_METHOD = "fused"
 MODEL_METHODS = ("memory", "key", "hybrid")  # those that run the memory model on the query
 EXACT_LIMIT = 64  # up to this many records, query likelihood scores all of them
 SHORTLIST = 24  # beyond it, the key shortlist that query likelihood re-ranks (~1 s on 2 CPU cores)
-# records scored per forward pass: few, so a request yields often (`r3mem.bounds.step`); on a CPU
-# a pass costs about linearly in its tokens, so small batches lose little
-_SCORE_BATCH = 4
 
 
 class KeyCache:
