@@ -80,6 +80,23 @@ def step(resume: Callable[[], None] | None = None) -> None:
             resume()
 
 
+def deadline_processors() -> list:
+    """Logits processors for `generate` that only stop it past the deadline: for generation under
+    another adapter state (answers read with the adapters disabled), where running other calls
+    between its steps could switch adapters under it."""
+    bounds = _current.get()
+    if bounds is None or bounds.deadline is None:
+        return []
+    from transformers import LogitsProcessor
+
+    class StopAtDeadline(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            check_deadline()
+            return scores
+
+    return [StopAtDeadline()]
+
+
 def step_processors(resume: Callable[[], None]) -> list:
     """Logits processors for `generate` that call `step(resume)` between its decoding steps; none
     are needed when no bounds are open."""

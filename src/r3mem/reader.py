@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import cast
 
 import torch
-from transformers import BatchEncoding, GenerationConfig
+from transformers import BatchEncoding, GenerationConfig, LogitsProcessorList
 
 from r3mem.api import R3Mem
+from r3mem.bounds import deadline_processors
 
 INSTRUCTION = "Answer the question with a short phrase. Do not explain."
 
@@ -55,7 +56,8 @@ def _answer(r3: R3Mem, context: str, question: str, max_new_tokens: int, max_con
     ids = torch.tensor([question_prompt(r3, context, question, max_context_tokens)], device=r3.device)
     with r3.network.adapter(None):
         out = r3.network.causal_lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                            generation_config=_settings(r3, max_new_tokens))
+                                            generation_config=_settings(r3, max_new_tokens),
+                                            logits_processor=LogitsProcessorList(deadline_processors()))
     return _decode(r3, out[0, ids.shape[1]:].tolist())
 
 

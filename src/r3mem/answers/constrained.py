@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from r3mem.api import R3Mem
+from r3mem.bounds import deadline_processors
 from r3mem.reader import question_prompt
 
 # Copying is what makes an answer checkable; a 135M model copies more readily when told to.
@@ -79,7 +80,7 @@ def extract(r3: R3Mem, texts: list[str], question: str, max_new_tokens: int = MA
     eos = r3.tokenizer.eos_token_id
     settings = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
                                 pad_token_id=eos if eos is not None else 0)
-    only_sources = LogitsProcessorList([SourceVocabulary(allowed_tokens(r3, texts))])
+    only_sources = LogitsProcessorList([SourceVocabulary(allowed_tokens(r3, texts)), *deadline_processors()])
     with r3.network.adapter(None):
         out = r3.network.causal_lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                             generation_config=settings, logits_processor=only_sources)
