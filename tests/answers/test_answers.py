@@ -144,6 +144,10 @@ def test_a_source_read_alone_can_supply_the_answer_a_distracting_one_hid(monkeyp
     monkeypatch.setattr(grounded, "likelihood", lambda r3, t, q, a: (-1.0, 1.0))
     coverage_only = Calibration(("question_coverage",), (0.5,), (0.25,), (4.0,), 0.0, 0.5)
     got = grounded.answer_question(None, "Where do I live?",  # type: ignore[arg-type]
-                                   [grounded.Evidence(str(i), t, 0.1) for i, t in enumerate(texts)], coverage_only)
+                                   [grounded.Evidence(str(i), t, 0.1) for i, t in enumerate(texts)], coverage_only,
+                                   per_source=3)
     assert not got.abstained and got.answer == "Lyon"
     assert got.sources[0].id == "0" and texts[0][slice(*got.sources[0].span)] == "Lyon"
+    joint = grounded.answer_question(None, "Where do I live?",  # type: ignore[arg-type]
+                                     [grounded.Evidence(str(i), t, 0.1) for i, t in enumerate(texts)], coverage_only)
+    assert joint.abstained, "by default only the joint candidate is read (the calibrated behaviour)"

@@ -1,8 +1,8 @@
 """A grounded answer: extracted from the sources, located in one of them, and scored.
 
 `answer_question` runs the three steps: constrained extraction (`constrained`), grounding
-(`grounding`), confidence (`confidence`), for a candidate from all sources and one from each
-of the first few alone, keeping the most confident. It abstains (answer None) when the extraction is
+(`grounding`), confidence (`confidence`); optionally also for a candidate from each of the
+first few sources alone, keeping the most confident. It abstains (answer None) when the extraction is
 empty, when no source holds the answer, or when the confidence falls below the calibration's
 threshold; the sources are then the closest records, without spans.
 """
@@ -19,7 +19,10 @@ if TYPE_CHECKING:  # the model stack loads to answer, not to read an answer (`r3
     from r3mem.api import R3Mem
 
 CLOSEST = 3  # records named when abstaining
-PER_SOURCE = 3  # sources also read alone for a candidate of their own (one extra extraction each)
+# Sources also read alone for a candidate of their own (one extra extraction each). Off: the
+# packaged threshold was fitted on the joint candidate, and the best of several candidates clears
+# it more often, right or wrong (docs/results.md, "answers"); it needs its own calibration first.
+PER_SOURCE = 0
 
 
 @dataclass(frozen=True)
@@ -90,13 +93,13 @@ def _abstain(evidence: list[Evidence], candidate: str = "", confidence: float = 
 
 
 def answer_question(r3: R3Mem, question: str, evidence: list[Evidence],
-                    calibration: Calibration | None = None) -> GroundedAnswer:
+                    calibration: Calibration | None = None, per_source: int = PER_SOURCE) -> GroundedAnswer:
     """Answer `question` from `evidence` (in the order the reader should see it), or abstain.
 
-    Candidates are extracted from all sources read together and from each of the first
-    `PER_SOURCE` sources read alone (a small reader reading several records often copies a
-    distracting one); each is grounded and scored with the same features, always given all
-    sources, and the most confident one is answered if it clears the threshold.
+    The candidate is extracted from all sources read together and, with `per_source` > 0, also
+    from each of the first `per_source` sources read alone (a small reader reading several
+    records often copies a distracting one); each is grounded and scored with the same features,
+    always given all sources, and the most confident one is answered if it clears the threshold.
     """
     if not evidence:
         return _abstain([])
@@ -108,7 +111,7 @@ def answer_question(r3: R3Mem, question: str, evidence: list[Evidence],
     scored: set[tuple[int, int, int]] = set()
     groups = [list(range(len(texts)))]
     if len(texts) > 1:
-        groups += [[i] for i in range(min(PER_SOURCE, len(texts)))]
+        groups += [[i] for i in range(min(per_source, len(texts)))]
     for group in groups:
         candidate = extract(r3, [texts[i] for i in group], question)
         first_candidate = first_candidate or candidate
