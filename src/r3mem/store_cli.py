@@ -193,7 +193,7 @@ class StoreCommands:
         import tempfile
         from pathlib import Path
 
-        from r3mem import bench_recall
+        from r3mem.eval import bench_recall
 
         sizes = [int(n) for n in args.sizes.split(",")]
         methods = args.methods.split(",")

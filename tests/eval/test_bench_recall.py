@@ -6,7 +6,7 @@ import numpy as np
 from tests.embedders import HashEmbedder
 from tests.eval.test_eval_locomo import CONV_A
 
-from r3mem import bench_recall
+from r3mem.eval import bench_recall
 from r3mem.store import memory_store
 from r3mem.store.recall import DEFAULT_METHOD
 
