@@ -177,9 +177,8 @@ def test_a_deadline_stops_decoding_between_steps():
 
 def test_answer_generation_stops_at_the_deadline_too():
     assert bounds.deadline_processors() == []  # nothing bounded outside the service
-    with bounds.within(bounds.Bounds(deadline=time.monotonic() - 1)):
-        with pytest.raises(DeadlineExceeded):
-            bounds.deadline_processors()[0](None, None)
+    with bounds.within(bounds.Bounds(deadline=time.monotonic() - 1)), pytest.raises(DeadlineExceeded):
+        bounds.deadline_processors()[0](None, None)
 
 
 def test_charge_refuses_past_the_cap_and_names_it():
