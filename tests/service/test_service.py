@@ -91,6 +91,7 @@ def test_a_key_never_reaches_another_users_memories(service, store, tmp_path):
     def bob_state():
         return [r.summary() for r in store.list(BOB)], [len(store.history(i, BOB)) for i in bob_ids]
 
+    assert app.state.worker.wait_idle()  # pending memories are written in the background: let them land first
     before = bob_state()
     bid = bob_ids[0]
     as_bob, as_alice = {"namespace": {"user": "bob"}}, {"namespace": {"user": "alice"}}
@@ -133,6 +134,7 @@ def test_a_key_never_reaches_another_users_memories(service, store, tmp_path):
             assert b"zebra" not in leaked and not BOB_NUMBER.search(leaked), (method, url)
             if status < 400:
                 assert not any(i.encode() in leaked for i in bob_ids), (method, url)
+    assert app.state.worker.wait_idle()
     assert bob_state() == before
 
 
