@@ -4,7 +4,7 @@ import pytest
 import torch
 from tests.conftest import CORPUS
 
-from r3mem.context_lm import target_nll
+from r3mem.activation_memory import EMPTY, target_nll
 from r3mem.errors import InvalidInput
 from r3mem.long_context import LongContext
 
@@ -16,8 +16,7 @@ def test_raw_tail_is_bounded_and_nothing_is_dropped(tiny):
     assert len(context.raw) <= context.tail + tiny.config.segment_len
     assert context.folded_tokens + len(context.raw) == len(ids), "every token is raw or in memory"
     assert context.raw == ids[context.folded_tokens :]
-    prefix = context.prefix()
-    assert prefix is not None and prefix.shape[1] <= 8
+    assert 0 < context.memory.size <= 8
 
 
 def test_memory_changes_what_is_generated(tiny):
@@ -25,17 +24,20 @@ def test_memory_changes_what_is_generated(tiny):
     long, short = LongContext(tiny, 40, 8), LongContext(tiny, 40, 8)
     long.append(CORPUS)
     short.raw = list(long.raw)
-    assert short.prefix() is None and long.prefix() is not None
+    assert short.memory.size == 0 and long.memory.size > 0
     assert isinstance(long.generate("The", max_new_tokens=4), str)
     target = tiny.tokenize(CORPUS)[:20]
-    with_memory = target_nll(tiny.network, long.prefix(), long.raw, target)
-    without = target_nll(tiny.network, None, long.raw, target)
+    with tiny.network.adapter(None):
+        with_memory = target_nll(tiny.network.causal_lm, long.memory, long.raw, target, long.config)
+        without = target_nll(tiny.network.causal_lm, EMPTY, long.raw, target, long.config)
     assert not torch.allclose(with_memory, without), "the folded history must reach the reader"
 
 
 def test_bad_budget_and_empty_context_are_refused(tiny):
     with pytest.raises(InvalidInput, match="budget"):
         LongContext(tiny, window=8, budget=8)
+    with pytest.raises(InvalidInput, match="budget"):
+        LongContext(tiny, window=8, budget=1)
     with pytest.raises(InvalidInput, match="nothing to continue"):
         LongContext(tiny).generate("")
 

@@ -6,8 +6,10 @@ because `no_context` cannot predict it), with the same frozen base LM as reader:
 
 - `no_context`: the target alone;
 - `window`: the last W raw tokens of the history (a plain LM with a W-token window);
-- `memory`: the r3mem context memory (at most k vectors, `r3mem.context_lm`) of everything
-  before the last W - k raw tokens, then those W - k raw tokens;
+- `memory`: the r3mem context memory (at most k positions) of everything before the last
+  W - k raw tokens, then those W - k raw tokens. `--memory-kind activations` (the default,
+  `r3mem.activation_memory`) keeps k key/value entries per head of the LM's own attention
+  states; `snapshots` reads the compress adapter's vectors through `r3mem.context_lm`;
 - `full_context`: the raw history up to `--full-window` positions (the ceiling).
 
 A history of h tokens is written into memory from its own start, so `memory` at h sees
@@ -27,6 +29,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from r3mem import activation_memory
 from r3mem.api import R3Mem
 from r3mem.context_lm import assemble_prefix, memory_prefix, target_nll
 from r3mem.errors import InvalidInput
@@ -50,12 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-window", type=int, default=2048,
                         help="positions for full_context (the ceiling; bounded for CPU cost)")
     parser.add_argument("--stride", type=int, default=2048, help="tokens between successive targets of a text")
+    parser.add_argument("--memory-kind", choices=("activations", "snapshots"), default="activations",
+                        help="activations: k key/value entries per head of the LM's own states (the product's); "
+                             "snapshots: the compress adapter's vectors through the context reader")
 
 
 def pinned_flags(args: argparse.Namespace) -> dict[str, str]:
     return {"--window": str(args.window), "--memory-tokens": str(args.memory_tokens),
             "--history": args.history, "--limit": str(args.limit), "--stride": str(args.stride),
-            "--full-window": str(args.full_window)}
+            "--full-window": str(args.full_window), "--memory-kind": args.memory_kind}
 
 
 def load_texts(spec: str) -> dict[str, str]:
@@ -134,6 +140,43 @@ class _WholePast:
         return assemble_prefix(net, self.r3.context_reader, snapshots, self.ids[:end], self.budget)
 
 
+class _WholePastActivations:
+    """`--history all` for the activation memory: each target's memory continues the previous one's."""
+
+    def __init__(self, r3: R3Mem, ids: list[int], config: activation_memory.ActivationConfig) -> None:
+        self.r3, self.ids, self.config = r3, ids, config
+        self.memory = activation_memory.EMPTY
+        self.folded: int | None = None
+
+    def memory_of(self, end: int) -> activation_memory.ActivationMemory:
+        seg = self.r3.config.segment_len
+        if self.folded is None:
+            self.folded = end % seg
+        if (end - self.folded) % seg:
+            raise ValueError("targets of one text must lie whole segments apart")
+        with self.r3.network.adapter(None):
+            while self.folded + seg <= end:
+                segment = self.ids[self.folded : self.folded + seg]
+                self.memory = activation_memory.fold(self.r3.network.causal_lm, self.memory, segment, self.config)
+                self.folded += seg
+        return self.memory
+
+
+def _activation_nll(r3: R3Mem, args: argparse.Namespace, ids: list[int], p: int, tail: int, history: str,
+                    whole: _WholePastActivations | None) -> torch.Tensor:
+    """Per-token NLL of the target at p after [activation memory ; last `tail` raw tokens]."""
+    config = activation_memory.ActivationConfig(budget=args.memory_tokens)
+    lm = r3.network.causal_lm
+    if history == "all" and whole is not None:
+        memory = whole.memory_of(p - tail)
+    else:
+        start = 0 if history == "all" else p - int(history)
+        with r3.network.adapter(None):
+            memory = activation_memory.fold_all(lm, ids[start : p - tail], r3.config.segment_len, config)
+    with r3.network.adapter(None):
+        return activation_memory.target_nll(lm, memory, ids[p - tail : p], ids[p : p + TARGET_LEN], config)
+
+
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
     if not 0 < args.memory_tokens < args.window:
         raise InvalidInput(f"--memory-tokens must be in 1..{args.window - 1}, got {args.memory_tokens}")
@@ -150,7 +193,11 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
         ids = r3.tokenize(text)
         first = max([*numeric, args.full_window, args.window])
         positions = target_positions(len(ids), first, args.stride, args.limit, r3.config.segment_len, tail)
-        whole = _WholePast(r3, ids, args.memory_tokens) if args.stride % r3.config.segment_len == 0 else None
+        aligned = args.stride % r3.config.segment_len == 0
+        activations = args.memory_kind == "activations"
+        whole: _WholePast | None = _WholePast(r3, ids, args.memory_tokens) if aligned and not activations else None
+        whole_kv = (_WholePastActivations(r3, ids, activation_memory.ActivationConfig(budget=args.memory_tokens))
+                    if aligned and activations else None)
         if not positions:
             raise InvalidInput(f"{name} has {len(ids)} tokens: too short for history {first} + {TARGET_LEN}")
         for p in tqdm(positions, desc=f"perplexity {name}", unit="target", leave=False):
@@ -160,6 +207,11 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
                      "full_context": target_nll(r3.network, None, ids[max(0, p - args.full_window + TARGET_LEN): p],
                                                 target)}
             for h in histories:
+                if activations:
+                    memory_nll = _activation_nll(r3, args, ids, p, tail, h, whole_kv)
+                    for method, values in {**fixed, "memory": memory_nll}.items():
+                        nll.setdefault((h, method), []).append(float(values.mean()))
+                    continue
                 if h == "all" and whole is not None:
                     prefix = whole.prefix(p - tail)
                 else:
@@ -194,6 +246,7 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
         for h in histories for method in METHODS} for name in texts}
     return EvalResult("perplexity", args.data, r3.checkpoint_fingerprint, r3.base.name, rows,
                       {"window": args.window, "memory_tokens": args.memory_tokens, "target_len": TARGET_LEN,
+                       "memory_kind": args.memory_kind,
                        "full_window": args.full_window, "memory_minus_window": deltas,
                        "memory_longest_minus_shortest": longer, "by_text": by_text,
                        "targets": owners, "nll_per_target": {f"{h}/{m}": [round(v, 5) for v in vals]
