@@ -1,4 +1,4 @@
-"""Probe beside the shipped decoder (`r3mem.cycle_decoding`, `--samples N`): its pick against the best one.
+"""Probe beside the shipped decoder (`r3mem.decode.cycle_decoding`, `--samples N`): its pick against the best one.
 
 R3Mem's cycle loss asks mem(expand(mem(x))) ~= mem(x). At decoding time the same test can choose
 among candidate expansions: the source itself re-compresses to exactly the stored memory, and the
@@ -22,7 +22,8 @@ import time
 import torch
 from probe_windows import CONFIG, load_windows
 
-from r3mem.cycle_decoding import choose, draw
+from r3mem.decode.cycle_decoding import choose, draw
+from r3mem.decode.options import Decoding
 from r3mem.eval.metrics import aligned_token_accuracy, bleu4, token_accuracy
 
 SEG, RATIO = 128, 4
@@ -41,7 +42,7 @@ def main() -> None:
     net = r3.network
     memory = net.write(net.initial(args.windows, SEG // RATIO), windows)
     began = time.time()
-    pool = draw(net, memory, SEG, args.beams, args.samples)
+    pool = draw(net, memory, SEG, Decoding(beams=args.beams, samples=args.samples, guidance=0.0))
     print(f"{pool.shape[1]} candidates per window in {time.time() - began:.0f} s")
     picks: dict[str, list[tuple[float, float, float]]] = {"top beam": [], "shipped choice": [], "oracle": []}
     picks |= {f"nearest within +{m:g} nats": [] for m in MARGINS}

@@ -1,17 +1,17 @@
-"""Probe for pool guidance (`r3mem.pool_guidance`, `--guidance S`): accuracy at several strengths, spreads and bags.
+"""Probe for pool guidance (`r3mem.decode.pool_guidance`, `--guidance S`): accuracy at several strengths, spreads, bags.
 
 Compresses windows of 128 tokens at one ratio with the shipped checkpoint, expands each at every
 strength given, and prints position-wise and aligned token accuracy, BLEU-4 and exact matches.
-The default strength (`r3mem.decoding.DEFAULT_GUIDANCE`) was chosen with
+The default strength (`r3mem.decode.options.DEFAULT_GUIDANCE`) was chosen with
 
     .venv/bin/python scripts/probe_pool_guidance.py --ratio 4 --windows 8 --strengths 0,0.5,1,2,4,8
     .venv/bin/python scripts/probe_pool_guidance.py --ratio 8 --windows 8 --strengths 0,1,2,4
 
-and the share of a chunk's charge paid as it is written (`r3mem.pool_guidance.DEFAULT_SPREAD`) with
+and the share of a chunk's charge paid as it is written (`r3mem.decode.pool_guidance.DEFAULT_SPREAD`) with
 
     .venv/bin/python scripts/probe_pool_guidance.py --ratio 8 --windows 16 --strengths 4 --spreads 0,0.25
 
-and the charge for a token outside its chunk's recovered bag (`r3mem.pool_guidance.DEFAULT_BAG`) with
+and the charge for a token outside its chunk's recovered bag (`r3mem.decode.pool_guidance.DEFAULT_BAG`) with
 
     .venv/bin/python scripts/probe_pool_guidance.py --ratio 8 --windows 16 --beams 16 --bags 0,3,4,5,6
 
@@ -26,9 +26,11 @@ import argparse
 import time
 
 from probe_windows import CONFIG, load_windows
+from transformers import GenerationConfig
 
+from r3mem.decode.beam import candidates
+from r3mem.decode.options import DEFAULT_BAG, DEFAULT_SPREAD, Decoding
 from r3mem.eval.metrics import aligned_token_accuracy, bleu4, token_accuracy
-from r3mem.pool_guidance import DEFAULT_BAG, DEFAULT_SPREAD
 
 SEG = 128
 
@@ -56,8 +58,9 @@ def main() -> None:
                 for b in args.bags.split(",")]
     for strength, spread, bag in settings:
         began = time.time()
-        outs = net.generate(memory, SEG, beams=args.beams, guidance=strength, spread=spread,
-                            bag=bag).tolist()
+        # beams go straight to the search, so a probe may try more than the library's bound
+        guide = Decoding(beams=1, guidance=strength, spread=spread, bag=bag)
+        outs = candidates(net, memory, SEG, GenerationConfig(num_beams=args.beams), guide)[:, 0].tolist()
         position = sum(token_accuracy(r, o) for r, o in zip(refs, outs, strict=True)) / len(refs)
         aligned = sum(aligned_token_accuracy(r, o) for r, o in zip(refs, outs, strict=True)) / len(refs)
         bleu = sum(bleu4(r3.detokenize(r), r3.detokenize(o)) for r, o in zip(refs, outs, strict=True)) / len(refs)

@@ -1,4 +1,4 @@
-"""Probe for `r3mem.slot_bags`: how much of each chunk's token multiset greedy pursuit reads back from its slot.
+"""Probe for `r3mem.decode.slot_bags`: how much of each chunk's token multiset greedy pursuit reads back from its slot.
 
     .venv/bin/python scripts/probe_slot_bags.py --ratio 8 --windows 8
     .venv/bin/python scripts/probe_slot_bags.py --ratio 4 --windows 8
@@ -16,7 +16,7 @@ import torch
 from probe_windows import CONFIG, load_windows
 
 from r3mem.base_model import embedding_table
-from r3mem.slot_bags import recover_bags
+from r3mem.decode.slot_bags import recover_bags
 
 SEG = 128
 

@@ -9,6 +9,7 @@ from tests.conftest import TINY_MEMORY, tiny_base
 from r3mem.api import R3Mem
 from r3mem.checkpoint import read_checkpoint
 from r3mem.errors import CheckpointError, CheckpointMismatch
+from r3mem.weights import trainable_state
 
 
 def _perturb(r3: R3Mem) -> None:
@@ -21,7 +22,7 @@ def test_save_then_load_is_bit_identical(tiny, tmp_path):
     _perturb(tiny)
     fingerprint = tiny.save_checkpoint(tmp_path / "ckpt")
     loaded = R3Mem.from_base(tiny_base(), tmp_path / "ckpt", device="cpu")
-    a, b = tiny.network.trainable_state(), loaded.network.trainable_state()
+    a, b = trainable_state(tiny.network), trainable_state(loaded.network)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert loaded.checkpoint_fingerprint == fingerprint and loaded.trained
     assert loaded.config == TINY_MEMORY
@@ -51,7 +52,7 @@ def test_an_already_read_checkpoint_loads_like_its_directory(tiny, tmp_path):
     _perturb(tiny)
     fingerprint = tiny.save_checkpoint(tmp_path / "ckpt")
     loaded = R3Mem.from_base(tiny_base(), read_checkpoint(tmp_path / "ckpt"), device="cpu")
-    a, b = tiny.network.trainable_state(), loaded.network.trainable_state()
+    a, b = trainable_state(tiny.network), trainable_state(loaded.network)
     assert all(torch.equal(a[k], b[k]) for k in a) and loaded.checkpoint_fingerprint == fingerprint
 
 
@@ -89,6 +90,6 @@ def test_half_precision_checkpoint_is_smaller_and_close(tiny, tmp_path):
     full, half = (tmp_path / p / "weights.safetensors" for p in ("full", "half"))
     assert half.stat().st_size < 0.55 * full.stat().st_size
     loaded = R3Mem.from_base(tiny_base(), tmp_path / "half", device="cpu")
-    a, b = tiny.network.trainable_state(), loaded.network.trainable_state()
+    a, b = trainable_state(tiny.network), trainable_state(loaded.network)
     assert all(b[k].dtype == torch.float32 for k in b)
     assert all(torch.allclose(a[k], b[k], rtol=1e-2, atol=1e-3) for k in a)

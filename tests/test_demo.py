@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from r3mem.demo import DEMO_BEAMS, HELD_OUT_NOTE, demo_passage, run_demo
+from r3mem.decode.options import Decoding
+from r3mem.demo import DEMO_BEAMS, DEMO_DECODING, HELD_OUT_NOTE, demo_passage, run_demo
 from r3mem.errors import InvalidInput
 from r3mem.train.config import TrainConfig
 
@@ -19,7 +20,7 @@ def test_demo_passage_comes_from_a_validation_book(data_dir):
 
 def test_demo_reports_progress_per_segment_and_its_decoding(tiny):
     lines: list[str] = []
-    figures = run_demo(tiny, ratio=4, say=lines.append, beams=2, text=TEXT)
+    figures = run_demo(tiny, ratio=4, say=lines.append, decoding=Decoding(beams=2), text=TEXT)
     n = figures["segments"]
     assert n > 1 and figures["beams"] == 2
     assert any(line.startswith("decoding: 2-beam search") for line in lines)
@@ -36,12 +37,15 @@ def test_demo_reports_progress_per_segment_and_its_decoding(tiny):
 def test_demo_says_the_text_is_held_out(tiny, monkeypatch):
     monkeypatch.setattr("r3mem.demo.demo_passage", lambda: TEXT)  # the passage itself: the test above
     lines: list[str] = []
-    figures = run_demo(tiny, say=lines.append, beams=1)
+    figures = run_demo(tiny, say=lines.append, decoding=Decoding(beams=1))
     assert HELD_OUT_NOTE in lines and any("The Wisdom of Father Brown" in line for line in lines)
     assert figures["source_bytes_utf8"] == len(TEXT.encode())
     assert DEMO_BEAMS < 16  # fewer than the library's default, so it ends in minutes on a CPU
+    assert Decoding(beams=DEMO_BEAMS) == DEMO_DECODING  # otherwise the library's decoding
 
 
-def test_demo_refuses_a_bad_beam_count_before_work(tiny):
-    with pytest.raises(InvalidInput, match="beams"):
-        run_demo(tiny, say=lambda _: None, beams=0, text=TEXT)
+def test_demo_refuses_anything_but_a_decoding_before_work(tiny):
+    lines: list[str] = []
+    with pytest.raises(InvalidInput, match="decoding must be a Decoding"):
+        run_demo(tiny, say=lines.append, decoding=0, text=TEXT)  # type: ignore[arg-type]
+    assert lines == []

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "R3Mem": "r3mem.api",
     "MemoryConfig": "r3mem.config",
+    "Decoding": "r3mem.decode.options",
     "Memory": "r3mem.memory_file",
     "R3MemError": "r3mem.errors",
     "InvalidInput": "r3mem.errors",

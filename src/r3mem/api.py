@@ -14,13 +14,14 @@ from r3mem.base_model import BaseModel, load_base_model
 from r3mem.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from r3mem.config import MemoryConfig
 from r3mem.context_memory import ContextConfig, ContextReader
-from r3mem.cycle_decoding import expand_consistent
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, check_beams, check_guidance, check_samples
+from r3mem.decode.expand import expand_batch
+from r3mem.decode.options import DEFAULT_DECODING, Decoding
 from r3mem.errors import CheckpointMismatch, InvalidInput
 from r3mem.memory_file import Memory
 from r3mem.memory_net import MemoryNetwork
 from r3mem.retrieval_key import KeyHead
 from r3mem.verify import Reconstruction, digest_rows
+from r3mem.weights import load_trainable_state, trainable_state
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "smollm2-135m-r3mem"
 _EXPAND_BATCH = 8  # segments expanded together; bounded so RAM stays flat for long texts
@@ -94,7 +95,7 @@ class R3Mem:
             config, state, fingerprint = checkpoint.config, checkpoint.state, checkpoint.fingerprint
         network = MemoryNetwork(base.model, config or MemoryConfig())
         if state is not None:
-            network.load_trainable_state(state)
+            load_trainable_state(network, state)
         reader, key_head = None, None
         if isinstance(checkpoint, Checkpoint) and checkpoint.path is not None:
             reader = ContextReader.load(checkpoint.path, network.hidden_size)
@@ -127,7 +128,7 @@ class R3Mem:
 
     def save_checkpoint(self, path: str | Path, info: dict | None = None, half: bool = False) -> str:
         """Write the trainable state; `half` stores fp16 (half the size, for shipping in git)."""
-        state = self.network.trainable_state()
+        state = trainable_state(self.network)
         if half:
             state = {k: v.to(torch.float16) for k, v in state.items()}
         self.checkpoint_fingerprint = save_checkpoint(
@@ -227,79 +228,66 @@ class R3Mem:
 
     @torch.no_grad()
     def expand_ids(self, memory: Memory, segment: int | None = None, progress: bool = False,
-                   beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
-                   guidance: float = DEFAULT_GUIDANCE) -> list[list[int]]:
-        """Regenerate token ids of every segment (or one) from its snapshot.
+                   decoding: Decoding = DEFAULT_DECODING) -> list[list[int]]:
+        """Regenerate token ids of every segment (or one) from its snapshot, decoded as `decoding`
+        says (`r3mem.decode.options.Decoding`: beams, samples, pool guidance, spread, bag).
 
-        `guidance` holds each chunk of a segment to the tokens its memory slot pools
-        (`r3mem.pool_guidance`; 0 turns it off): it keeps an expansion in step with its source.
-
-        With `samples` > 0 each segment is chosen among the beams and that many samples by
-        cycle consistency (`r3mem.cycle_decoding`), and a candidate matching the segment's source
-        digest wins outright.
+        Pool guidance holds each chunk of a segment to the tokens its memory slot pools
+        (`r3mem.decode.pool_guidance`; `guidance` 0 turns it off): it keeps an expansion in step
+        with its source. With `samples` > 0 each segment is chosen among the beams and that many
+        samples by cycle consistency (`r3mem.decode.cycle_decoding`), and a candidate matching the
+        segment's source digest wins outright.
         """
         self.check_compatible(memory)
-        check_beams(beams)
-        check_samples(samples)
-        check_guidance(guidance)
+        if not isinstance(decoding, Decoding):
+            raise InvalidInput(f"decoding must be a Decoding, got {type(decoding).__name__}")
         if segment is not None and not -len(memory) <= segment < len(memory):
             raise InvalidInput(f"segment {segment} out of range: the memory has {len(memory)} segment(s)")
         order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
         reads = None
-        if samples:  # snapshots[i] was written from snapshots[i - 1]: the recurrence compress() ran
+        if decoding.samples:  # snapshots[i] was written from snapshots[i - 1]: the recurrence compress() ran
             initial = self.network.initial(1, memory.memory_tokens)[0].detach().cpu()
             reads = torch.stack([memory.snapshots[i - 1].float() if i > 0 else initial for i in order])
         return self.expand_snapshots(memory.snapshots[order], [memory.token_counts[i] for i in order],
-                                     reads, progress, beams, samples,
-                                     None if memory.segment_digests is None else memory.segment_digests[order],
-                                     guidance)
+                                     reads, progress, decoding,
+                                     None if memory.segment_digests is None else memory.segment_digests[order])
 
     @torch.no_grad()
     def expand_snapshots(self, snapshots: torch.Tensor, token_counts: list[int], read_memories: torch.Tensor | None,
-                         progress: bool = False, beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
-                         digests: torch.Tensor | None = None,
-                         guidance: float = DEFAULT_GUIDANCE) -> list[list[int]]:
+                         progress: bool = False, decoding: Decoding = DEFAULT_DECODING,
+                         digests: torch.Tensor | None = None) -> list[list[int]]:
         """Regenerate `token_counts[i]` ids from each snapshot (S, m, d), in bounded batches.
 
         `read_memories` (S, m, d) are the memories each snapshot was written from and `digests`
         (S, 8) their sources' digests; only cycle-consistent selection (`samples` > 0) reads them,
         and needs the former.
         """
-        if samples and read_memories is None:
+        if decoding.samples and read_memories is None:
             raise InvalidInput("cycle-consistent selection (samples > 0) needs the memories each snapshot was "
                                "written from")
         out: list[list[int]] = []
         bar = tqdm(total=len(token_counts), unit="seg", desc="expand", disable=not progress, leave=False)
         for start in range(0, len(token_counts), _EXPAND_BATCH):
             rows = slice(start, start + _EXPAND_BATCH)
-            snaps = snapshots[rows].to(self.device, torch.float32)  # (b, m, d)
             counts = token_counts[rows]
-            if samples and read_memories is not None:
-                reads = read_memories[rows].to(self.device, torch.float32)
-                batch_digests = None if digests is None else digests[rows]
-                choices = expand_consistent(self.network, reads, snaps, counts, beams, samples, batch_digests,
-                                            guidance)
-                out.extend(choice.ids for choice in choices)
-            else:
-                generated = self.network.generate(snaps, max(counts), beams=beams, guidance=guidance,
-                                                  lengths=counts).tolist()
-                out.extend(ids[:n] for n, ids in zip(counts, generated, strict=True))
+            reads = None if read_memories is None else read_memories[rows].to(self.device, torch.float32)
+            out.extend(expand_batch(self.network, snapshots[rows].to(self.device, torch.float32), counts, decoding,
+                                    reads, None if digests is None else digests[rows]))
             bar.update(len(counts))
         bar.close()
         return out
 
     def expand(self, memory: Memory, segment: int | None = None, progress: bool = False,
-               beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> str:
+               decoding: Decoding = DEFAULT_DECODING) -> str:
         """Reconstruct the text (or one segment of it) from memory alone."""
-        parts = self.expand_ids(memory, segment, progress, beams, samples, guidance)
+        parts = self.expand_ids(memory, segment, progress, decoding)
         return self.detokenize([t for part in parts for t in part])
 
     def expand_verified(self, memory: Memory, segment: int | None = None, progress: bool = False,
-                        beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
-                        guidance: float = DEFAULT_GUIDANCE) -> Reconstruction:
+                        decoding: Decoding = DEFAULT_DECODING) -> Reconstruction:
         """`expand`, checked: each regenerated segment against its source digest (`r3mem.verify`),
         so a caller knows which parts are the original text and which are the model's best guess."""
-        parts = self.expand_ids(memory, segment, progress, beams, samples, guidance)
+        parts = self.expand_ids(memory, segment, progress, decoding)
         order = [segment % len(memory)] if segment is not None else list(range(len(memory)))
         return Reconstruction(self.detokenize([t for part in parts for t in part]), order,
                               [memory.verify(i, ids) for i, ids in zip(order, parts, strict=True)])

@@ -3,7 +3,8 @@
 A checkpoint holds only what r3mem adds to the base LM (both LoRA adapters, the
 memory parameters, the projection): a few MB. It records the base model's
 fingerprint, and loading refuses a checkpoint made for another base model.
-Weights load through safetensors only; nothing is ever unpickled.
+Weights load through safetensors only; nothing is ever unpickled. The tensors a network
+writes and reads are `r3mem.weights`'.
 """
 
 from __future__ import annotations
@@ -130,3 +131,4 @@ def read_checkpoint(path: str | Path, expect_fingerprint: str | None = None) -> 
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"corrupt checkpoint weights {root / WEIGHTS_FILE}: {exc}") from exc
     return Checkpoint(config, state, base["name"], base["fingerprint"], fingerprint, meta.get("info", {}), root)
+

@@ -19,16 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from r3mem.cli_checks import preflight
-from r3mem.decoding import (
-    DEFAULT_BEAMS,
-    DEFAULT_GUIDANCE,
-    DEFAULT_SAMPLES,
-    GUIDANCE_HELP,
-    MAX_SAMPLES,
-    check_beams,
-    check_guidance,
-    check_samples,
-)
+from r3mem.decode.options import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, GUIDANCE_HELP, MAX_SAMPLES, Decoding
 from r3mem.errors import InvalidInput, NotVerified, R3MemError
 
 
@@ -72,12 +63,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_expand(args: argparse.Namespace) -> int:
     from r3mem.memory_file import Memory
 
-    check_beams(args.beams)  # before anything is read or loaded
-    check_samples(args.samples)
-    check_guidance(args.guidance)
+    decoding = Decoding(beams=args.beams, samples=args.samples, guidance=args.guidance)  # before anything loads
     memory = Memory.load(args.memory)
-    result = _load(args).expand_verified(memory, segment=args.segment, progress=not args.quiet, beams=args.beams,
-                                         samples=args.samples, guidance=args.guidance)
+    result = _load(args).expand_verified(memory, segment=args.segment, progress=not args.quiet, decoding=decoding)
     if args.require_verified and not result.exact:
         raise NotVerified(f"{result.summary()}; nothing written (--require-verified)")
     if not args.quiet:
@@ -118,12 +106,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
-    from r3mem.demo import DEMO_BEAMS, run_demo
+    from r3mem.demo import DEMO_DECODING, run_demo
 
-    beams = check_beams(DEMO_BEAMS if args.beams is None else args.beams)  # before the model loads
+    # checked before the model loads
+    decoding = DEMO_DECODING if args.beams is None else Decoding(beams=args.beams)
     t0 = time.perf_counter()
     r3 = _load(args)
-    run_demo(r3, ratio=args.ratio, load_s=time.perf_counter() - t0, beams=beams)
+    run_demo(r3, ratio=args.ratio, load_s=time.perf_counter() - t0, decoding=decoding)
     if args.conversation:
         from functools import partial
 
@@ -134,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from r3mem.bench import format_table, run_bench
+    from r3mem.eval.bench import format_table, run_bench
 
     result = run_bench(tokens=args.tokens, ratio=args.ratio,
                        gguf=not args.skip_gguf, model=args.model, checkpoint=args.checkpoint)

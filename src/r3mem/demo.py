@@ -14,7 +14,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from r3mem.api import R3Mem
-from r3mem.decoding import DEFAULT_GUIDANCE, check_beams
+from r3mem.decode.options import DEFAULT_BEAMS, Decoding
+from r3mem.errors import InvalidInput
 from r3mem.fidelity import token_accuracy
 from r3mem.memory_file import Memory
 
@@ -30,6 +31,7 @@ HELD_OUT_NOTE = ("held out: this book (chesterton-brown.txt) is one of the two v
 # ratio 4, step-3140 checkpoint, 1 thread on a 2-core AMD EPYC shared with two other jobs, 2026-12-07)
 # token accuracy was 0.838 / 0.843 / 0.851 with 4 / 8 / 16 beams, expansion 77 / 162 / 368 s.
 DEMO_BEAMS = 8
+DEMO_DECODING = Decoding(beams=DEMO_BEAMS)  # the library's defaults otherwise
 
 
 def demo_passage() -> str:
@@ -70,7 +72,7 @@ def _ticking() -> Iterator[None]:
 
 
 def run_demo(r3: R3Mem | None = None, ratio: float = 4, say: Callable[[str], None] | None = None,
-             load_s: float | None = None, beams: int = DEMO_BEAMS, text: str | None = None,
+             load_s: float | None = None, decoding: Decoding = DEMO_DECODING, text: str | None = None,
              source: str = "the given text", note: str | None = None) -> dict:
     """Compress, save, reload and expand `text` segment by segment, printing each segment as it comes
     back; return the figures.
@@ -81,7 +83,9 @@ def run_demo(r3: R3Mem | None = None, ratio: float = 4, say: Callable[[str], Non
     if text is None:
         text, source, note = demo_passage(), HELD_OUT_SOURCE, HELD_OUT_NOTE
     say = say or functools.partial(print, flush=True)
-    check_beams(beams)
+    if not isinstance(decoding, Decoding):
+        raise InvalidInput(f"decoding must be a Decoding, got {type(decoding).__name__}")
+    beams = decoding.beams
     t0 = time.perf_counter()
     r3 = r3 or R3Mem.load()
     load_s = load_s if load_s is not None else time.perf_counter() - t0
@@ -103,8 +107,8 @@ def run_demo(r3: R3Mem | None = None, ratio: float = 4, say: Callable[[str], Non
     say(f"{memory.source_tokens} tokens in {len(memory)} segment(s) -> {memory.memory_tokens} memory vectors "
         f"each (ratio {memory.ratio:g}); text {len(text.encode())} B, .r3m file {file_bytes} B (fp16); "
         f"compressed in {compress_s:.2f} s ({memory.source_tokens / compress_s:.0f} tok/s)")
-    say(f"decoding: {beams}-beam search, pool guidance {DEFAULT_GUIDANCE:g} (the library's default is 16 beams; "
-        f"fewer here so the demo ends sooner: `r3mem demo --beams 16`)")
+    say(f"decoding: {beams}-beam search, pool guidance {decoding.guidance:g} (the library's default is "
+        f"{DEFAULT_BEAMS} beams; fewer here so the demo ends sooner: `r3mem demo --beams {DEFAULT_BEAMS}`)")
     ids = r3.tokenize(text)
     pieces: list[list[int]] = []
     verified = 0
@@ -113,7 +117,7 @@ def run_demo(r3: R3Mem | None = None, ratio: float = 4, say: Callable[[str], Non
         say(f"\n[{i + 1}/{len(memory)}] expanding segment {i} ({memory.token_counts[i]} tokens, {beams} beams)")
         started = time.perf_counter()
         with _ticking():
-            part = r3.expand_ids(memory, segment=i, beams=beams)[0]
+            part = r3.expand_ids(memory, segment=i, decoding=decoding)[0]
         pieces.append(part)
         start = sum(memory.token_counts[:i])
         source_ids = ids[start : start + memory.token_counts[i]]
@@ -131,7 +135,7 @@ def run_demo(r3: R3Mem | None = None, ratio: float = 4, say: Callable[[str], Non
         "memory_vectors_per_segment": memory.memory_tokens,
         "ratio": memory.ratio,
         "beams": beams,
-        "guidance": DEFAULT_GUIDANCE,
+        "guidance": decoding.guidance,
         "source_bytes_utf8": len(text.encode()),
         "memory_file_bytes": file_bytes,
         "compress_s": compress_s,

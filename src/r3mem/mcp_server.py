@@ -22,6 +22,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from r3mem import __version__
+from r3mem.decode.options import Decoding
 from r3mem.errors import InvalidInput, R3MemError
 from r3mem.store.filters import RecallFilter
 from r3mem.store.namespace import Namespace
@@ -151,7 +152,7 @@ class MemoryTools:
         without text cannot be checked, and its regenerated text is the model's best reading)."""
         if not hasattr(self.memory, "expand"):
             raise ToolError("expand_memory needs a store opened here: start r3mem mcp with --store, not --url")
-        got = self._call(self.memory.expand, memory_id, self.namespace, beams=beams)
+        got = self._call(self.memory.expand, memory_id, self.namespace, decoding=Decoding(beams=beams))
         verified = None if any(v is None for v in got.verified) else got.exact
         verdict = "not verifiable: the memory kept no text to compare with" if verified is None else got.summary()
         return {"id": memory_id, "text": got.text, "verified": verified, "verdict": verdict}

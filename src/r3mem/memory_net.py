@@ -19,32 +19,30 @@ unit the memory was written from (reconstruction at a hierarchy level) or the te
 that follows it (`continue`, the long-context LM). m is chosen per call, so the
 compression ratio L/m is a run-time knob: memory m uses the first m rows of the
 learned initial memory and write-token tables.
+The network only: decoding lives in `r3mem.decode`, its weights' (de)serialisation in `r3mem.weights`.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft import LoraConfig, get_peft_model
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
+from transformers import PreTrainedModel
 
 from r3mem.base_model import CausalLM, embedding_table
-from r3mem.bounds import step, step_processors
+from r3mem.bounds import step
 from r3mem.chunking import chunk_index
 from r3mem.config import MARKERS, MemoryConfig
-from r3mem.errors import CheckpointError
-from r3mem.pool_guidance import DEFAULT_BAG, DEFAULT_SPREAD, PoolGuide
 
 ADAPTERS = ("compress", "expand")
-_MEMORY_PARAMS = ("initial_memory", "write_tokens", "markers")
+MEMORY_PARAMS = ("initial_memory", "write_tokens", "markers")
 
 
 def chunk_pool(tokens: Tensor, m: int, mask: Tensor | None = None) -> Tensor:
@@ -241,7 +239,8 @@ class MemoryNetwork(nn.Module):
             step()  # a request's deadline, and the service's cheap calls, between segments
 
     # -- backward: retrieval --------------------------------------------------
-    def _read_inputs(self, memory: Tensor, marker: str, tokens: Tensor) -> Tensor:
+    def read_inputs(self, memory: Tensor, marker: str, tokens: Tensor) -> Tensor:
+        """(B, m, d) memory + (B, T, d) token embeddings -> (B, m+1+T, d) the reader's input."""
         batch = memory.shape[0]
         mark = self.markers[MARKERS.index(marker)].expand(batch, 1, -1)  # (B, 1, d)
         dtype = tokens.dtype
@@ -268,7 +267,7 @@ class MemoryNetwork(nn.Module):
         """
         batch, m, _ = memory.shape
         prefix = target_ids[:, :-1] if prefix_ids is None else prefix_ids
-        x = self._read_inputs(memory, marker, self.embed(prefix))  # (B, m+T, d)
+        x = self.read_inputs(memory, marker, self.embed(prefix))  # (B, m+T, d)
         mask = None
         if target_mask is not None:
             mask = torch.cat([target_mask.new_ones(batch, m + 1), target_mask[:, :-1]], 1)
@@ -297,48 +296,6 @@ class MemoryNetwork(nn.Module):
         correct = int((logits.argmax(-1) == targets).sum())
         return ReadStats(nll, int(targets.numel()), correct, logits if keep_logits else None)
 
-    @torch.no_grad()
-    def generate(self, memory: Tensor, n_tokens: int, marker: str = "segment", beams: int = 1,
-                 guidance: float = 0.0, lengths: Sequence[int] | None = None,
-                 spread: float = DEFAULT_SPREAD, bag: float = DEFAULT_BAG) -> Tensor:
-        """Expansion: (B, m, d) memory -> (B, n_tokens) token ids, greedy or by beam search.
-
-        The length is known from the memory's metadata, so generation runs for exactly
-        n_tokens and never stops early at an end-of-text token. With `beams` > 1 the most
-        likely of `beams` continuations is kept, so one early wrong token is less likely to drag the
-        rest of the segment after it.
-        """
-        settings = GenerationConfig(num_beams=beams)
-        return self.candidates(memory, n_tokens, settings, marker, guidance, lengths, spread, bag)[:, 0]
-
-    @torch.no_grad()
-    def candidates(self, memory: Tensor, n_tokens: int, settings: GenerationConfig,
-                   marker: str = "segment", guidance: float = 0.0, lengths: Sequence[int] | None = None,
-                   spread: float = DEFAULT_SPREAD, bag: float = DEFAULT_BAG) -> Tensor:
-        """(B, m, d) memory -> (B, K, n_tokens): the K = `settings.num_return_sequences` expansions
-        that `settings` (beam search, sampling) draws for each memory, most likely first for beams.
-
-        `guidance` > 0 holds each chunk to the tokens its memory slot pools (`r3mem.pool_guidance`);
-        `lengths` are the rows' own segment lengths (default `n_tokens`), which place the chunks, and
-        `spread` the share of each chunk's charge paid before its last token and `bag` the nats a token
-        its chunk's recovered bag does not hold is charged (both only under guidance)."""
-        empty = torch.empty(memory.shape[0], 0, self.hidden_size, device=memory.device)
-        prefix = self._read_inputs(memory, marker, empty.to(self.embed_dtype))  # (B, m+1, d)
-        settings = copy.deepcopy(settings)
-        settings.max_new_tokens = n_tokens
-        settings.eos_token_id = None  # the length is known: never stop early
-        settings.pad_token_id = self.causal_lm.config.pad_token_id or 0
-        mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
-        # a request's deadline stops it between steps, where the service may also run cheap calls
-        processors = LogitsProcessorList(step_processors(resume=lambda: self.lm.set_adapter("expand")))
-        if guidance:
-            rows = [n_tokens] * memory.shape[0] if lengths is None else lengths
-            processors.append(PoolGuide(memory, rows, embedding_table(self.causal_lm), guidance, spread, bag))
-        with self.adapter("expand"):
-            out = self.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask, generation_config=settings,
-                                          logits_processor=processors)
-        return out[:, -n_tokens:].reshape(memory.shape[0], settings.num_return_sequences or 1, n_tokens)
-
     @property
     def embed_dtype(self) -> torch.dtype:
         return embedding_table(self.causal_lm).dtype
@@ -346,37 +303,5 @@ class MemoryNetwork(nn.Module):
     # -- parameters and state -------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
         """LoRA weights of both adapters plus the memory parameters; the base stays frozen."""
-        memory = [getattr(self, n) for n in _MEMORY_PARAMS] + list(self.projection.parameters())
+        memory = [getattr(self, n) for n in MEMORY_PARAMS] + list(self.projection.parameters())
         return self._lora_params + memory
-
-    def trainable_state(self) -> dict[str, Tensor]:
-        state: dict[str, Tensor] = {}
-        for name in ADAPTERS:
-            for key, value in get_peft_model_state_dict(self.lm, adapter_name=name).items():
-                state[f"adapter.{name}.{key}"] = value.detach().float().contiguous()
-        for name in _MEMORY_PARAMS:
-            state[name] = getattr(self, name).detach().float().contiguous()
-        for key, value in self.projection.state_dict().items():
-            state[f"projection.{key}"] = value.detach().float().contiguous()
-        return state
-
-    def load_trainable_state(self, state: dict[str, Tensor]) -> None:
-        """Load `trainable_state()` output; any missing, extra or misshapen key is an error."""
-        expected = self.trainable_state()
-        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        if missing or extra:
-            raise CheckpointError(f"checkpoint keys differ: missing {missing[:3]}, unexpected {extra[:3]}")
-        for key, value in state.items():
-            if value.shape != expected[key].shape:
-                raise CheckpointError(f"checkpoint tensor {key} has shape {tuple(value.shape)}, "
-                                      f"expected {tuple(expected[key].shape)}")
-        for name in ADAPTERS:
-            prefix = f"adapter.{name}."
-            sub = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}
-            set_peft_model_state_dict(self.lm, sub, adapter_name=name)
-        with torch.no_grad():
-            for name in _MEMORY_PARAMS:
-                getattr(self, name).copy_(state[name])
-            self.projection.load_state_dict(
-                {k[len("projection."):]: v.float() for k, v in state.items() if k.startswith("projection.")}
-            )

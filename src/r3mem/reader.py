@@ -77,7 +77,7 @@ def answer_from_memory(r3: R3Mem, memory: torch.Tensor, question: str, max_new_t
     net = r3.network
     q_ids = torch.tensor([_chat_ids(r3, f"Question: {question}")], device=r3.device)
     mem = memory.to(r3.device, net.embed_dtype).unsqueeze(0)  # (1, n, d)
-    prefix = net._read_inputs(mem, "continue", net.embed(q_ids))  # (1, n + 1 + q, d)
+    prefix = net.read_inputs(mem, "continue", net.embed(q_ids))  # (1, n + 1 + q, d)
     mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
     with net.adapter("expand"):
         out = net.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask,

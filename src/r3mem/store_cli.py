@@ -16,7 +16,15 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, GUIDANCE_HELP, MAX_BEAMS, MAX_SAMPLES
+from r3mem.decode.options import (
+    DEFAULT_BEAMS,
+    DEFAULT_GUIDANCE,
+    DEFAULT_SAMPLES,
+    GUIDANCE_HELP,
+    MAX_BEAMS,
+    MAX_SAMPLES,
+    Decoding,
+)
 from r3mem.errors import InvalidInput
 
 if TYPE_CHECKING:  # the model stack is imported only by commands that load it
@@ -54,6 +62,11 @@ def _where(pairs: list[str] | None) -> dict:
         except json.JSONDecodeError:
             out[key] = raw
     return out
+
+
+def _decoding(args: argparse.Namespace) -> Decoding:
+    """The `--beams`, `--samples` and `--guidance` flags as one value, checked (InvalidInput names a bad one)."""
+    return Decoding(beams=args.beams, samples=args.samples, guidance=args.guidance)
 
 
 class StoreCommands:
@@ -97,19 +110,19 @@ class StoreCommands:
         from r3mem.store.filters import RecallFilter
 
         filters = RecallFilter.of(_where(args.where), args.since, args.until)
+        decoding = _decoding(args)  # before the store opens and the model loads
         store, ns = self._store(args)
         method = {"method": args.method} if args.method else {}
-        hits = store.recall(" ".join(args.query), ns, top_k=args.top_k, level=args.level, beams=args.beams,
-                            samples=args.samples, guidance=args.guidance, filters=filters, min_score=args.min_score,
-                            **method)
+        hits = store.recall(" ".join(args.query), ns, top_k=args.top_k, level=args.level, decoding=decoding,
+                            filters=filters, min_score=args.min_score, **method)
         _print([{"id": h.record.id, "level": h.record.level, "score": round(h.score, 4), "text": h.text,
                  "text_source": h.text_source} for h in hits])
 
     def ask(self, args):
+        decoding = _decoding(args)  # before the store opens and the model loads
         store, ns = self._store(args)
         method = {"method": args.method} if args.method else {}
-        answer = store.ask(" ".join(args.question), ns, top_k=args.top_k, beams=args.beams, samples=args.samples,
-                           guidance=args.guidance, **method)
+        answer = store.ask(" ".join(args.question), ns, top_k=args.top_k, decoding=decoding, **method)
         if args.json:
             _print(answer.as_dict())
             return

@@ -132,7 +132,7 @@ def test_expanded_decodes_at_the_chosen_width_and_the_command_pins_it(squad, tmp
     real_expand = type(tiny).expand
 
     def recording_expand(self, memory, *args, **kw):
-        widths.append(kw.get("beams"))
+        widths.append(kw["decoding"].beams)
         return real_expand(self, memory, *args, **kw)
 
     monkeypatch.setattr(type(tiny), "expand", recording_expand)

@@ -8,12 +8,11 @@ import torch
 from tests.conftest import CORPUS
 
 import r3mem.cli
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE
+from r3mem.decode.options import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SPREAD, Decoding
 from r3mem.errors import InvalidInput
 from r3mem.eval import reconstruct
 from r3mem.eval.baselines import prune, truncate
 from r3mem.eval.common import spell_out
-from r3mem.pool_guidance import DEFAULT_SPREAD
 
 RATIOS = [2, 4, 8, 16]
 SEG = 16  # the tiny fixture's segment_len
@@ -85,7 +84,7 @@ def test_greedy_and_beam_rows_differ_only_in_r3mem_decoding(monkeypatch, tiny, t
     seen = []
     real_expand = tiny.expand_snapshots
     monkeypatch.setattr(tiny, "expand_snapshots",
-                        lambda *a, **kw: seen.append((kw["beams"], kw["samples"], kw["guidance"]))
+                        lambda *a, **kw: seen.append(kw["decoding"])
                         or real_expand(*a, **kw))
     results = {}
     for beams, samples, guidance in ((1, 0, 0.0), (3, 0, 4.0), (2, 3, 1.5)):
@@ -93,7 +92,8 @@ def test_greedy_and_beam_rows_differ_only_in_r3mem_decoding(monkeypatch, tiny, t
                                               methods="r3mem,truncate", beams=beams, samples=samples,
                                               guidance=guidance)
         results[beams] = reconstruct.run(args, tiny)
-    assert seen == [(1, 0, 0.0), (3, 0, 4.0), (2, 3, 1.5)]
+    assert seen == [Decoding(beams=1, samples=0, guidance=0.0), Decoding(beams=3, samples=0, guidance=4.0),
+                    Decoding(beams=2, samples=3, guidance=1.5)]
     recorded = [(results[b].extra["beams"], results[b].extra["cycle_samples"], results[b].extra["guidance"])
                 for b in (1, 3, 2)]
     assert recorded == [(1, 0, 0.0), (3, 0, 4.0), (2, 3, 1.5)]

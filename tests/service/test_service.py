@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.requests import Request
 
+from r3mem.decode.options import DEFAULT_DECODING, Decoding
 from r3mem.errors import (
     AccessDenied,
     CheckpointMismatch,
@@ -279,8 +280,35 @@ def test_recall_reconstructs_memory_only_records_with_the_requested_beams(servic
         hit = response.json()["hits"][0]
         record = store.get(hit["id"], ALICE)
         assert hit["text_source"] == "reconstructed"
-        assert hit["text"] == store.encoder.r3.expand(store.encoder.as_memory(record), beams=beams, samples=samples,
-                                                      guidance=guidance)
+        decoding = Decoding(beams=beams, samples=samples, guidance=guidance)
+        assert hit["text"] == store.encoder.r3.expand(store.encoder.as_memory(record), decoding=decoding)
+
+
+def test_the_requested_decoding_reaches_the_decoder_unchanged(service, store, monkeypatch):
+    """The JSON fields become one `Decoding` at the edge, and that value is what the decoder gets,
+    on recall and on ask; fields left out keep the library's defaults."""
+    import r3mem.api
+
+    seen = []
+    real = r3mem.api.expand_batch
+    monkeypatch.setattr(r3mem.api, "expand_batch",
+                        lambda net, snaps, counts, decoding, *rest: seen.append(decoding)
+                        or real(net, snaps, counts, decoding, *rest))
+    _app, client, alice = service
+    ns = {"namespace": {"user": "alice"}}
+    added = client.post("/v1/memories", headers=alice,
+                        json={**ns, "text": "The cat is called Tom.", "store_text": False})
+    assert added.status_code == 201, added.text
+    asked = {"beams": 3, "samples": 1, "guidance": 2.5}
+    assert client.post("/v1/recall", headers=alice, json={**ns, "query": "cat", "top_k": 1, **asked}).status_code == 200
+    assert seen and set(seen) == {Decoding(**asked)}
+    seen.clear()
+    answered = client.post("/v1/ask", headers=alice, json={**ns, "question": "cat?", "top_k": 1, **asked})
+    assert answered.status_code == 200
+    assert seen and set(seen) == {Decoding(**asked)}
+    seen.clear()
+    assert client.post("/v1/recall", headers=alice, json={**ns, "query": "cat", "top_k": 1}).status_code == 200
+    assert seen and set(seen) == {DEFAULT_DECODING}
 
 
 def test_concurrent_requests_share_one_model_one_call_at_a_time(service, store, tiny):

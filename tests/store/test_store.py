@@ -11,6 +11,7 @@ import pytest
 import torch
 from tests.conftest import tiny_base
 
+from r3mem.decode.options import Decoding
 from r3mem.errors import CheckpointMismatch, DuplicateRecord, InvalidInput, RecordNotFound, StoreError
 from r3mem.store import MemoryStore, Namespace
 from r3mem.store.encoder import RecordEncoder, document_units
@@ -119,34 +120,37 @@ def test_memory_only_records_are_reconstructed_and_text_is_not_stored(store, sto
         assert b"Never write this" not in raw
 
 
-def test_recall_reconstructs_with_the_requested_beam_width(store):
-    store.add(ALICE, text="Never write this sentence down.", store_text=False)
-    for beams in (1, 3):
-        hit = store.recall("sentence", ALICE, top_k=1, beams=beams)[0]
-        assert hit.text_source == "reconstructed"
-        assert hit.text == store.encoder.r3.expand(store.encoder.as_memory(hit.record), beams=beams)
-    for bad in (0, 17, "4", True):
-        with pytest.raises(InvalidInput, match="beams"):
-            store.recall("sentence", ALICE, beams=bad)
-    hit = store.recall("sentence", ALICE, top_k=1, beams=2, samples=3)[0]
-    assert hit.text == store.encoder.r3.expand(store.encoder.as_memory(hit.record), beams=2, samples=3)
-    for bad in (-1, 33, "2", True):
-        with pytest.raises(InvalidInput, match="samples"):
-            store.recall("sentence", ALICE, samples=bad)
-
-
-def test_recall_reconstructs_with_the_requested_pool_guidance(store):
+def test_recall_reconstructs_with_the_requested_decoding(store):
     store.add(ALICE, text="Never write this sentence down.", store_text=False)
     texts = {}
-    for guidance in (0.0, 50.0):
-        hit = store.recall("sentence", ALICE, top_k=1, guidance=guidance)[0]
-        texts[guidance] = hit.text
-        assert hit.text == store.encoder.r3.expand(store.encoder.as_memory(hit.record), guidance=guidance)
-    assert texts[0.0] != texts[50.0]  # the knob reaches the expansion
-    assert store.ask("sentence?", ALICE, top_k=1, guidance=0.0).record_ids == [hit.record.id]
-    for bad in (-1, 65, float("nan"), "4", True):
-        with pytest.raises(InvalidInput, match="guidance"):
-            store.recall("sentence", ALICE, guidance=bad)
+    for decoding in (Decoding(beams=1), Decoding(beams=3), Decoding(beams=2, samples=3), Decoding(guidance=0.0),
+                     Decoding(guidance=50.0)):
+        hit = store.recall("sentence", ALICE, top_k=1, decoding=decoding)[0]
+        assert hit.text_source == "reconstructed"
+        assert hit.text == store.encoder.r3.expand(store.encoder.as_memory(hit.record), decoding=decoding)
+        texts[decoding] = hit.text
+    assert texts[Decoding(guidance=0.0)] != texts[Decoding(guidance=50.0)]  # the guidance reaches the expansion
+    assert store.ask("sentence?", ALICE, top_k=1, decoding=Decoding(guidance=0.0)).record_ids == [hit.record.id]
+    for bad in (4, {"beams": 4}, None):
+        with pytest.raises(InvalidInput, match="decoding must be a Decoding"):
+            store.recall("sentence", ALICE, decoding=bad)
+
+
+def test_the_stores_decoding_reaches_the_decoder_unchanged(store, monkeypatch):
+    """Every store call that reconstructs hands the caller's one value to the decoder, spread and bag too."""
+    import r3mem.api
+
+    seen = []
+    real = r3mem.api.expand_batch
+    monkeypatch.setattr(r3mem.api, "expand_batch",
+                        lambda net, snaps, counts, decoding, *rest: seen.append(decoding)
+                        or real(net, snaps, counts, decoding, *rest))
+    record = store.add(ALICE, text="Never write this sentence down.", store_text=False)[0]
+    decoding = Decoding(beams=2, samples=0, guidance=3.0, spread=0.5, bag=1.5)
+    store.recall("sentence", ALICE, top_k=1, decoding=decoding)
+    store.ask("sentence?", ALICE, top_k=1, decoding=decoding)
+    store.expand(record.id, ALICE, decoding=decoding)
+    assert seen and all(got is decoding for got in seen)
 
 
 def _sqlite_files(url):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from r3mem.api import R3Mem
+from r3mem.weights import load_trainable_state, trainable_state
 
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune."
 
@@ -36,10 +37,10 @@ def test_tiny_model_overfits_and_reconstructs_exactly(tiny):
 
 @pytest.mark.real_model
 def test_real_model_overfits_and_reconstructs_exactly(real):
-    untouched = {k: v.clone() for k, v in real.network.trainable_state().items()}
+    untouched = {k: v.clone() for k, v in trainable_state(real.network).items()}
     try:
         steps = overfit(real, TEXT, m=8, steps=60, lr=1e-3)
         memory = real.compress(TEXT, ratio=real.config.segment_len / 8)
         assert real.expand(memory) == TEXT, f"not exact after {steps} steps"
     finally:
-        real.network.load_trainable_state(untouched)  # the session fixture is shared
+        load_trainable_state(real.network, untouched)  # the session fixture is shared

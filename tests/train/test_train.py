@@ -15,6 +15,7 @@ from r3mem.errors import InvalidInput
 from r3mem.train.config import TrainConfig
 from r3mem.train.loop import train
 from r3mem.train.schedules import curriculum, lr_factor
+from r3mem.weights import trainable_state
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_resume_is_exact(tmp_path, data, monkeypatch):
     train(_config(tmp_path, data, out_dir=str(tmp_path / "split"), steps=2), resumed, log=lambda _: None)
     again = _fresh()  # a new process: only the state directory carries over
     train(_config(tmp_path, data, out_dir=str(tmp_path / "split")), again, log=lambda _: None)
-    a, b = straight.network.trainable_state(), again.network.trainable_state()
+    a, b = trainable_state(straight.network), trainable_state(again.network)
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed run diverged from the uninterrupted one"
     rows = [json.loads(x) for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
     steps = [r for r in rows if not r.get("val") and "event" not in r]
@@ -186,7 +187,7 @@ def test_scheduled_sampling_trains_and_resumes_exactly(tmp_path, data, monkeypat
     train(_config(tmp_path, data, out_dir=str(tmp_path / "split"), steps=1, **kw), _fresh(), log=lambda _: None)
     again = _fresh()
     train(_config(tmp_path, data, out_dir=str(tmp_path / "split"), steps=2, **kw), again, log=lambda _: None)
-    a, b = straight.network.trainable_state(), again.network.trainable_state()
+    a, b = trainable_state(straight.network), trainable_state(again.network)
     assert all(torch.equal(a[k], b[k]) for k in a), "the sampled prefixes must come from the step's RNG"
 
 
@@ -202,21 +203,22 @@ def test_validation_reports_free_running_accuracy_beside_teacher_forced(tmp_path
 
 
 def test_guided_validation_is_the_pool_guided_greedy_expansion(tmp_path, data, monkeypatch):
-    """guided_acc must score generate(guidance=DEFAULT_GUIDANCE), not the unguided expansion again."""
-    from r3mem.decoding import DEFAULT_GUIDANCE
+    """guided_acc must score a greedy expansion at guidance DEFAULT_GUIDANCE, not the unguided one again."""
+    from r3mem.decode.options import DEFAULT_GUIDANCE
     from r3mem.train.data import TokenCorpus
     from r3mem.train.validate import validate
 
     monkeypatch.setattr("r3mem.train.validate.VAL_SEG_LEN", 16)
     r3 = _fresh()
     corpus = TokenCorpus.build([(data / "books" / "val.txt").read_text()], r3.tokenize)
-    guidances, original = [], r3.network.generate
+    guidances = []
+    from r3mem.decode.beam import generate
 
-    def recording(memory, n_tokens, **kw):
-        guidances.append(kw.get("guidance", 0.0))
-        return original(memory, n_tokens, **kw)
+    def recording(net, memory, n_tokens, decoding, *rest, **kw):
+        guidances.append(decoding.guidance)
+        return generate(net, memory, n_tokens, decoding, *rest, **kw)
 
-    monkeypatch.setattr(r3.network, "generate", recording)
+    monkeypatch.setattr("r3mem.train.validate.generate", recording)
     val = validate(r3.network, corpus, _config(tmp_path, data))
     assert guidances == [0.0, DEFAULT_GUIDANCE] * 2  # ratio 4, then ratio 8
     assert {"guided_acc_r4", "guided_acc_r8"} <= set(val)

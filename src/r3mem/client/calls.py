@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from r3mem import errors
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES
+from r3mem.decode.options import DEFAULT_BAG, DEFAULT_DECODING, DEFAULT_SPREAD, Decoding
 from r3mem.store.backend import Event
 from r3mem.store.filters import RecallFilter
 from r3mem.store.namespace import Namespace
@@ -128,8 +128,15 @@ def _event(data: dict) -> Event:
                  Namespace(data["user"], data["agent"], data["session"]), data["detail"])
 
 
-def _reconstructing(beams: int, samples: int, guidance: float) -> dict[str, Any]:
-    return {"beams": beams, "samples": samples, "guidance": guidance}
+def _reconstructing(decoding: Decoding) -> dict[str, Any]:
+    """The request fields that carry `decoding`; the service decodes with the default spread and
+    bag, so another value is refused here rather than silently dropped."""
+    if not isinstance(decoding, Decoding):
+        raise errors.InvalidInput(f"decoding must be a Decoding, got {type(decoding).__name__}")
+    for name, default in (("spread", DEFAULT_SPREAD), ("bag", DEFAULT_BAG)):
+        if getattr(decoding, name) != default:
+            raise errors.InvalidInput(f"{name} cannot be set over HTTP: the service decodes with {default:g}")
+    return {"beams": decoding.beams, "samples": decoding.samples, "guidance": decoding.guidance}
 
 
 # -- the operations, in MemoryStore's order and with its arguments -------------------------------
@@ -183,19 +190,19 @@ def stats(namespace: Namespace) -> Call[dict]:
 
 
 def recall(query: str, namespace: Namespace, top_k: int = 5, level: str | None = None, method: str = "fused",
-           beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE,
-           filters: RecallFilter | None = None, min_score: float | None = None) -> Call[builtins.list]:
+           decoding: Decoding = DEFAULT_DECODING, filters: RecallFilter | None = None,
+           min_score: float | None = None) -> Call[builtins.list]:
     body: dict[str, Any] = {"namespace": _ns(namespace), "query": query, "top_k": top_k, "level": level,
-                            "method": method, "min_score": min_score, **_reconstructing(beams, samples, guidance)}
+                            "method": method, "min_score": min_score, **_reconstructing(decoding)}
     if filters is not None and not filters.empty:
         body.update(where=dict(filters.metadata) or None, since=filters.since, until=filters.until)
     return Call("POST", "/v1/recall", lambda r: [_hit(h) for h in r.json()["hits"]], json=body)
 
 
-def ask(question: str, namespace: Namespace, top_k: int = 3, method: str = "fused", beams: int = DEFAULT_BEAMS,
-        samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> Call[Any]:
+def ask(question: str, namespace: Namespace, top_k: int = 3, method: str = "fused",
+        decoding: Decoding = DEFAULT_DECODING) -> Call[Any]:
     body = {"namespace": _ns(namespace), "question": question, "top_k": top_k, "method": method,
-            **_reconstructing(beams, samples, guidance)}
+            **_reconstructing(decoding)}
     return Call("POST", "/v1/ask", _answer, json=body)
 
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from r3mem import reader
 from r3mem.api import R3Mem
-from r3mem.decoding import DEFAULT_BEAMS, check_beams
+from r3mem.decode.options import DEFAULT_BEAMS, DEFAULT_DECODING, Decoding
 from r3mem.errors import InvalidInput
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
 from r3mem.eval.metrics import percentile, squad_exact_match, squad_f1
@@ -98,8 +98,9 @@ def chunk_text(r3: R3Mem, text: str, max_tokens: int = CHUNK_TOKENS) -> list[str
 class Ingested:
     """Per-paragraph memories and expansions, per-article chunk indexes: built once each."""
 
-    def __init__(self, r3: R3Mem, articles: list[list[str]], ratio: float, beams: int = DEFAULT_BEAMS) -> None:
-        self.r3, self.articles, self.ratio, self.beams = r3, articles, ratio, beams
+    def __init__(self, r3: R3Mem, articles: list[list[str]], ratio: float,
+                 decoding: Decoding = DEFAULT_DECODING) -> None:
+        self.r3, self.articles, self.ratio, self.decoding = r3, articles, ratio, decoding
         self._memories: dict[tuple[int, int], Memory] = {}
         self._expansions: dict[tuple[int, int], tuple[str, float]] = {}
         self._indexes: dict[tuple[str, int], tuple[list[str], object]] = {}
@@ -119,7 +120,7 @@ class Ingested:
         if key not in self._expansions:
             memory = self.memory(q)
             start = time.perf_counter()
-            text = self.r3.expand(memory, beams=self.beams)
+            text = self.r3.expand(memory, decoding=self.decoding)
             self._expansions[key] = (text, (time.perf_counter() - start) * 1000)
         return self._expansions[key]
 
@@ -170,14 +171,19 @@ def ask(store: Ingested, method: str, q: Question, top_k: int) -> tuple[str, int
 
 def pinned_flags(args: argparse.Namespace) -> dict[str, str]:
     """The expansion width `expanded` decodes at, for the recorded command (`eval.common.spell_out`)."""
-    return {"--beams": str(check_beams(getattr(args, "beams", DEFAULT_BEAMS)))}
+    return {"--beams": str(_decoding(args).beams)}
+
+
+def _decoding(args: argparse.Namespace) -> Decoding:
+    """`--beams`, else the library's default; the other options stay at theirs."""
+    return Decoding(beams=getattr(args, "beams", DEFAULT_BEAMS))
 
 
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
     articles, questions = load_squad(require_path(args.data), args.limit)
     methods = parse_methods(args.methods, METHODS)
-    beams = check_beams(getattr(args, "beams", DEFAULT_BEAMS))
-    store = Ingested(r3, articles, args.ratio, beams)
+    decoding = _decoding(args)
+    store = Ingested(r3, articles, args.ratio, decoding)
     log: dict[str, list[tuple[float, float, int, float]]] = {m: [] for m in methods}
     bar = tqdm(total=len(questions) * len(methods), desc="qa", unit="answer")
     for q in questions:
@@ -193,7 +199,7 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
              "context_tokens": _mean(e[2] for e in log[m]),
              "latency_ms_p50": percentile([e[3] for e in log[m]], 50), "n": len(log[m])} for m in methods]
     extra = {"ratio": args.ratio, "memory_tokens": r3.config.memory_tokens_for(args.ratio), "top_k": args.top_k,
-             "beams": beams, "chunk_tokens": CHUNK_TOKENS, "trained": r3.trained}
+             "beams": decoding.beams, "chunk_tokens": CHUNK_TOKENS, "trained": r3.trained}
     return EvalResult("qa", str(args.data), r3.checkpoint_fingerprint, r3.base.name, rows, extra)
 
 

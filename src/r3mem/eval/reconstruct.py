@@ -17,20 +17,18 @@ from statistics import fmean, stdev
 import torch
 from tqdm.auto import tqdm
 
-from r3mem.decoding import (
+from r3mem.decode.options import (
     DEFAULT_BEAMS,
+    DEFAULT_DECODING,
     DEFAULT_GUIDANCE,
     DEFAULT_SAMPLES,
     GUIDANCE_HELP,
-    check_beams,
-    check_guidance,
-    check_samples,
+    Decoding,
 )
 from r3mem.entities import RuleEntityExtractor
 from r3mem.errors import InvalidInput
 from r3mem.eval import metrics
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
-from r3mem.pool_guidance import DEFAULT_BAG, DEFAULT_SPREAD
 from r3mem.textio import read_corpus_text
 
 # averaged per segment; entity recall is pooled instead (see `average`)
@@ -125,8 +123,7 @@ def average(method: str, ratio, scores: list[dict]) -> dict:
 
 # -- methods ------------------------------------------------------------------------------
 def r3mem_scores(r3, segments: list[list[int]], k: int, entities: list[list[str]], desc: str,
-                 beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
-                 guidance: float = DEFAULT_GUIDANCE) -> list[dict]:
+                 decoding: Decoding = DEFAULT_DECODING) -> list[dict]:
     """Compress each segment alone into exactly k vectors, then expand all of them in batches.
 
     A segment's detokenised text may re-tokenise differently, so the reference ids are those
@@ -140,7 +137,7 @@ def r3mem_scores(r3, segments: list[list[int]], k: int, entities: list[list[str]
     snapshots = torch.cat([m.snapshots for m in memories])  # (S, k, d): one per segment
     initial = r3.network.initial(len(snapshots), k).detach().cpu()
     parts = iter(r3.expand_snapshots(snapshots, [c for m in memories for c in m.token_counts], initial,
-                                     progress=True, beams=beams, samples=samples, guidance=guidance))
+                                     progress=True, decoding=decoding))
     out = []
     for text, memory, ents in zip(texts, memories, entities, strict=True):
         hyp = [t for _ in range(len(memory)) for t in next(parts)]
@@ -182,20 +179,23 @@ def parse_methods(text: str) -> list[str]:
     return methods
 
 
+def decoding_of(args: argparse.Namespace) -> Decoding:
+    """The decoding this run expands r3mem's memories under: its flags, else the library's defaults."""
+    return Decoding(beams=getattr(args, "beams", DEFAULT_BEAMS), samples=getattr(args, "samples", DEFAULT_SAMPLES),
+                    guidance=getattr(args, "guidance", DEFAULT_GUIDANCE))
+
+
 def pinned_flags(args: argparse.Namespace) -> dict[str, str]:
     """The decoding settings this run expands under, for its recorded command (`eval.common.spell_out`)."""
-    return {"--beams": str(check_beams(getattr(args, "beams", DEFAULT_BEAMS))),
-            "--samples": str(check_samples(getattr(args, "samples", DEFAULT_SAMPLES))),
-            "--guidance": f"{check_guidance(getattr(args, 'guidance', DEFAULT_GUIDANCE)):g}"}
+    decoding = decoding_of(args)
+    return {"--beams": str(decoding.beams), "--samples": str(decoding.samples), "--guidance": f"{decoding.guidance:g}"}
 
 
 def run(args: argparse.Namespace, r3) -> EvalResult:
     torch.manual_seed(args.seed)
     segment_len = args.segment_len or r3.config.segment_len
     methods = parse_methods(getattr(args, "methods", ",".join(METHODS)))
-    beams = check_beams(getattr(args, "beams", DEFAULT_BEAMS))
-    cycle_samples = check_samples(getattr(args, "samples", DEFAULT_SAMPLES))
-    guidance = check_guidance(getattr(args, "guidance", DEFAULT_GUIDANCE))
+    decoding = decoding_of(args)
     budget = check_budget(r3, segment_len, args.ratios)
     segments = cut_segments(r3, read_texts(args.data), segment_len, args.limit)
     if not segments:
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
         for ratio, k in budget.items():
             desc = f"{method} x{ratio}"
             if method == "r3mem":
-                scores = r3mem_scores(r3, segments, k, entities, desc, beams, cycle_samples, guidance)
+                scores = r3mem_scores(r3, segments, k, entities, desc, decoding)
             else:
                 module = importlib.import_module(f"r3mem.eval.baselines.{method}")
                 scores = baseline_scores(r3, module, segments, k, entities, desc)
@@ -219,9 +219,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
     return EvalResult(task="reconstruct", data=str(args.data), checkpoint=r3.checkpoint_fingerprint,
                       model=r3.base.name, rows=rows,
                       extra={"segment_len": segment_len, "segments": len(segments), "trained": r3.trained,
-                             "beams": beams, "cycle_samples": cycle_samples, "guidance": guidance,
-                             "guidance_spread": DEFAULT_SPREAD if guidance else 0.0,
-                             "guidance_bag": DEFAULT_BAG if guidance else 0.0,
+                             **decoding.record(),
                              "budget_tokens": {str(r): k for r, k in budget.items()}, "samples": samples})
 
 

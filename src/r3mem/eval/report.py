@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from r3mem.decoding import describe as describe_decoding
+from r3mem.decode.options import Decoding
 from r3mem.eval.common import format_table
 
 # Sized to finish in about 30 minutes on a 2-core CPU.
@@ -49,8 +49,7 @@ def run_all(out: Path, tasks: list[str]) -> dict[str, float]:
 
 def decoding(result: dict) -> str:
     """How a result's r3mem rows were decoded; results written before a setting existed ran without it."""
-    return describe_decoding(result["beams"], result.get("cycle_samples", 0), result.get("guidance", 0.0),
-                             result.get("guidance_spread", 0.0), result.get("guidance_bag", 0.0))
+    return Decoding.from_record(result).describe()
 
 
 def render(out: Path, seconds: dict[str, float]) -> str:

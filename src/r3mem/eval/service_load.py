@@ -145,7 +145,7 @@ async def _ordinary(http: httpx.AsyncClient, key: str, namespace: dict, rng: ran
 def hostile_requests(namespace: dict, rng: random.Random) -> list[tuple[str, dict]]:
     """The dearest requests the API accepts: memory-only text read back at maximum decoding, and
     a maximum-length memory-only add (the store must compress it before answering)."""
-    from r3mem.decoding import MAX_BEAMS, MAX_GUIDANCE, MAX_SAMPLES
+    from r3mem.decode.options import MAX_BEAMS, MAX_GUIDANCE, MAX_SAMPLES
     from r3mem.store.validation import MAX_TEXT_CHARS
 
     decoding = {"beams": MAX_BEAMS, "samples": MAX_SAMPLES, "guidance": MAX_GUIDANCE}

@@ -208,8 +208,7 @@ async def recall(body: RecallRequest, key: Caller, store: Store, worker: Worker)
     filters = RecallFilter.of(body.where, body.since, body.until)
     hits = await worker.run(store.recall, body.query, namespace, top_k=body.top_k, level=body.level,
                             embed=(body.query,), light=body.method not in MODEL_METHODS, method=body.method,
-                            beams=body.beams, samples=body.samples, guidance=body.guidance,
-                            filters=filters, min_score=body.min_score)
+                            decoding=body.decoding(), filters=filters, min_score=body.min_score)
     return HitsOut(hits=[HitOut.model_validate(hit.as_dict()) for hit in hits])
 
 
@@ -218,8 +217,7 @@ async def ask(body: AskRequest, key: Caller, store: Store, worker: Worker) -> An
     """Recall, then answer from the recalled records' texts only (grounded), or abstain."""
     namespace = authorize(key, body.namespace.value())
     answer = await worker.run(store.ask, body.question, namespace, embed=(body.question,), top_k=body.top_k,
-                              method=body.method,
-                              beams=body.beams, samples=body.samples, guidance=body.guidance)
+                              method=body.method, decoding=body.decoding())
     return AnswerOut.model_validate(answer.as_dict())
 
 

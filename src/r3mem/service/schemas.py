@@ -13,7 +13,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, MAX_BEAMS, MAX_GUIDANCE, MAX_SAMPLES
+from r3mem.decode.options import (
+    DEFAULT_BEAMS,
+    DEFAULT_GUIDANCE,
+    DEFAULT_SAMPLES,
+    MAX_BEAMS,
+    MAX_GUIDANCE,
+    MAX_SAMPLES,
+    Decoding,
+)
 from r3mem.errors import InvalidInput
 from r3mem.store.namespace import ID_PATTERN, Namespace
 from r3mem.store.validation import check_json
@@ -93,6 +101,11 @@ class _Reconstructing(_Strict):
     beams: int = Field(DEFAULT_BEAMS, ge=1, le=MAX_BEAMS, description=_BEAMS_DOC)
     samples: int = Field(DEFAULT_SAMPLES, ge=0, le=MAX_SAMPLES, description=_SAMPLES_DOC)
     guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description=_GUIDANCE_DOC)
+
+    def decoding(self) -> Decoding:
+        """The library's `Decoding` these fields spell (spread and bag keep their defaults: the API
+        does not expose them)."""
+        return Decoding(beams=self.beams, samples=self.samples, guidance=self.guidance)
 
 
 class RecallRequest(_Reconstructing):

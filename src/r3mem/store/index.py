@@ -4,7 +4,7 @@ Every record gets one index row, written in the transaction that writes the reco
 removed with it, by a cascading foreign key): `body` is what lexical recall matches and
 `vector` what dense recall compares. A record that kept its text is indexed from that text.
 A memory-only record (`store_text=False`) is indexed from what its memory gives back: the
-tokens each memory slot pools, read back by greedy pursuit (`r3mem.slot_bags`), one
+tokens each memory slot pools, read back by greedy pursuit (`r3mem.decode.slot_bags`), one
 detokenised run per slot (`r3mem.store.indexing` makes entries).
 """
 

@@ -1,7 +1,7 @@
 """Making index entries: a record's body from its text, or from what its memory gives back.
 
 A memory-only record's body is the tokens each memory slot pools, read back by greedy pursuit
-(`r3mem.slot_bags`), one detokenised run per slot. That costs a few matrix products against the
+(`r3mem.decode.slot_bags`), one detokenised run per slot. That costs a few matrix products against the
 vocabulary (tens of milliseconds a record on a CPU), no generation, and holds no more than the
 memory itself does.
 """
@@ -12,7 +12,7 @@ import torch
 
 from r3mem.api import R3Mem
 from r3mem.chunking import chunk_index
-from r3mem.slot_bags import recover_bags
+from r3mem.decode.slot_bags import recover_bags
 from r3mem.store.embedder import Embedder
 from r3mem.store.index import IndexEntry, encode_vector
 from r3mem.store.record import Record

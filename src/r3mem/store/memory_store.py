@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from r3mem import bounds
-from r3mem.decoding import DEFAULT_BEAMS, DEFAULT_GUIDANCE, DEFAULT_SAMPLES, check_beams, check_guidance, check_samples
+from r3mem.decode.options import DEFAULT_DECODING, Decoding
 from r3mem.errors import CheckpointMismatch, InvalidInput, RecordNotFound
 from r3mem.store import archive, importing
 from r3mem.store.backend import Event, StoreBackend
@@ -295,32 +295,28 @@ class MemoryStore:
     def stats(self, namespace: Namespace) -> dict:
         return self.backend.stats(namespace)
 
-    def text_of(self, record: Record, beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES,
-                guidance: float = DEFAULT_GUIDANCE) -> tuple[str, str]:
-        """The record's stored text, else its reconstruction from memory alone (`beams`: 1 is greedy;
-        `samples` > 0: cycle-consistent selection, `r3mem.cycle_decoding`; `guidance`: pool guidance,
-        `r3mem.pool_guidance`)."""
+    def text_of(self, record: Record, decoding: Decoding = DEFAULT_DECODING) -> tuple[str, str]:
+        """The record's stored text, else its reconstruction from memory alone, decoded as `decoding`
+        says (`r3mem.decode.options.Decoding`)."""
         if record.text is not None:
             return record.text, "stored"
         memory = self.encoder.as_memory(record)
-        return self.encoder.r3.expand(memory, beams=beams, samples=samples, guidance=guidance), "reconstructed"
+        return self.encoder.r3.expand(memory, decoding=decoding), "reconstructed"
 
-    def expand(self, record_id: str, namespace: Namespace, beams: int = DEFAULT_BEAMS,
-               samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> Reconstruction:
+    def expand(self, record_id: str, namespace: Namespace,
+               decoding: Decoding = DEFAULT_DECODING) -> Reconstruction:
         """Regenerate a record's text from its memory alone, with a verdict per segment: whether it is
         the stored text token for token when the record kept its text, else None (a store record
         keeps no source digests, so a memory-only record's reconstruction cannot be checked)."""
         from r3mem.verify import Reconstruction
 
-        check_beams(beams)
-        check_samples(samples)
-        check_guidance(guidance)
+        _check_decoding(decoding)
         record = self.get(record_id, namespace)
         if record.pending:
             self.flush(namespace)
             record = self.get(record_id, namespace)
         r3 = self.encoder.r3
-        parts = r3.expand_ids(self.encoder.as_memory(record), beams=beams, samples=samples, guidance=guidance)
+        parts = r3.expand_ids(self.encoder.as_memory(record), decoding=decoding)
         verified: builtins.list[bool | None] = [None] * len(parts)
         if record.text is not None:
             source, start = r3.tokenize(record.text), 0
@@ -335,8 +331,7 @@ class MemoryStore:
             raise InvalidInput(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
 
     def recall(self, query: str, namespace: Namespace, top_k: int = 5, level: str | None = None,
-               method: str = DEFAULT_METHOD, beams: int = DEFAULT_BEAMS,
-               samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE,
+               method: str = DEFAULT_METHOD, decoding: Decoding = DEFAULT_DECODING,
                filters: RecallFilter | None = None, min_score: float | None = None,
                reconstruct: bool = True) -> builtins.list[Hit]:
         """The `top_k` records inside `namespace` most relevant to `query`, best first.
@@ -344,18 +339,16 @@ class MemoryStore:
         `method` is one of `r3mem.store.recall.METHODS` (default `fused`). `filters` narrows by
         metadata and creation time inside the database query; `min_score` drops hits scored below
         it (the `fused` score estimates P(evidence), so a query nothing stored answers gets []).
-        `beams` only matters for memory-only records, whose text is reconstructed: fewer
-        beams answer sooner (1 is greedy, several times faster), more slip less; `samples`
-        adds candidates chosen among by cycle consistency, at about a greedy expansion's cost each;
-        `guidance` holds each reconstructed chunk to its memory slot (0 turns it off);
+        `decoding` only matters for memory-only records, whose text is reconstructed: fewer
+        beams answer sooner (1 is greedy, several times faster), more slip less; samples add
+        candidates chosen among by cycle consistency, at about a greedy expansion's cost each;
+        guidance holds each reconstructed chunk to its memory slot (0 turns it off);
         `reconstruct=False` returns memory-only hits with no text (ids and scores only, no generation).
         """
         check_text(query, "query")
         self._check_level(level)
         check_method(method)
-        check_beams(beams)
-        check_samples(samples)
-        check_guidance(guidance)
+        _check_decoding(decoding)
         if not isinstance(top_k, int) or not 1 <= top_k <= 100:
             raise InvalidInput("top_k must be an integer from 1 to 100")
         if filters is not None and not isinstance(filters, RecallFilter):
@@ -368,13 +361,14 @@ class MemoryStore:
         records = {r.id: r for r in self.backend.fetch([i for i, _ in ranked[:top_k]], namespace)}
         if reconstruct:  # the whole reconstruction's cost, before any of it runs (`r3mem.bounds`)
             dear = [r for r in records.values() if r.text is None]
+            beams, samples = decoding.beams, decoding.samples
             bounds.charge(sum(sum(r.segment_tokens) for r in dear) * beams * (1 + samples),
                           f"reconstructing {len(dear)} memory-only hit(s) at {beams} beam(s) and {samples} sample(s)")
         hits = []
         for record_id, score in ranked[:top_k]:
             if record_id in records:
                 records[record_id].verify()  # every method: a corrupt record is refused, never returned
-                text, source = self.text_of(records[record_id], beams, samples, guidance) \
+                text, source = self.text_of(records[record_id], decoding) \
                     if reconstruct or records[record_id].text is not None else ("", "none")
                 hits.append(Hit(records[record_id], float(score), text, source))
         return hits
@@ -486,13 +480,12 @@ class MemoryStore:
         return ranked[: max(top_k, SHORTLIST)]
 
     def ask(self, question: str, namespace: Namespace, top_k: int = 3, method: str = DEFAULT_METHOD,
-            beams: int = DEFAULT_BEAMS, samples: int = DEFAULT_SAMPLES, guidance: float = DEFAULT_GUIDANCE) -> Answer:
+            decoding: Decoding = DEFAULT_DECODING) -> Answer:
         """Answer from the recalled records' texts only, or abstain (`r3mem.answers`)."""
         from r3mem.answers import Evidence, answer_question
 
         check_text(question, "question")
-        hits = self.recall(question, namespace, top_k=top_k, method=method, beams=beams, samples=samples,
-                           guidance=guidance)
+        hits = self.recall(question, namespace, top_k=top_k, method=method, decoding=decoding)
         got = answer_question(self.encoder.r3, question, [Evidence(h.record.id, h.text, h.score) for h in hits])
         return Answer(got.answer, got.abstained, got.confidence, got.sources, hits)
 
@@ -535,3 +528,9 @@ class MemoryStore:
         records = importing.admit(records, self.backend, scope, loaded)
         self.backend.insert(records, op="import", index=entries(records, self.dense.embedder, loaded))
         return len(records)
+
+
+def _check_decoding(decoding: object) -> None:
+    """Refuse anything but a `Decoding` before any work is done (it checked its own fields when made)."""
+    if not isinstance(decoding, Decoding):
+        raise InvalidInput(f"decoding must be a Decoding, got {type(decoding).__name__}")

@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 from r3mem.checkpoint import read_checkpoint
-from r3mem.decoding import DEFAULT_BEAMS
-from r3mem.decoding import describe as describe_decoding
+from r3mem.decode.options import DEFAULT_BEAMS, Decoding
 from r3mem.errors import R3MemError
 from r3mem.eval.common import spell_out
 from r3mem.train.floors import floors, verdict
@@ -110,9 +109,7 @@ def _lineage_lines(lineage: list[dict]) -> list[str]:
 def _decoding(result: dict | None) -> str:
     """How the card's reconstructions were decoded: results written before beams were recorded
     were greedy, the only decoding there was then."""
-    result = result or {}
-    return describe_decoding(result.get("beams") or 1, result.get("cycle_samples") or 0, result.get("guidance") or 0.0,
-                             result.get("guidance_spread") or 0.0, result.get("guidance_bag") or 0.0)
+    return Decoding.from_record(result or {}).describe()
 
 
 def reconstruction(result: dict) -> dict:

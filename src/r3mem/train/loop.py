@@ -26,6 +26,7 @@ from r3mem.train.data import HierarchyPairs, TokenCorpus, load_texts, step_rng
 from r3mem.train.losses import LOSSES, Objective
 from r3mem.train.schedules import curriculum, lr_factor
 from r3mem.train.validate import plot_curves, validate
+from r3mem.weights import load_trainable_state, trainable_state
 
 
 def _optimizer(net, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -40,7 +41,7 @@ def save_state(path: Path, net, optimizer, step: int, info: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-state-", dir=path.parent))
     try:
-        save_file(net.trainable_state(), str(tmp / "weights.safetensors"))
+        save_file(trainable_state(net), str(tmp / "weights.safetensors"))
         opt = optimizer.state_dict()
         tensors = {f"{idx}.{key}": val.detach().cpu().contiguous() if torch.is_tensor(val)
                    else torch.tensor(val) for idx, st in opt["state"].items() for key, val in st.items()}
@@ -63,7 +64,7 @@ def load_state(path: Path, net, optimizer, log=print) -> dict:
     The moments are three times the adapters' size, so a run carried between machines
     in git may leave them out; resuming then restarts them and says so (not exact).
     """
-    net.load_trainable_state(load_file(str(path / "weights.safetensors")))
+    load_trainable_state(net, load_file(str(path / "weights.safetensors")))
     meta = json.loads((path / "trainer.json").read_text())
     if not (path / "optimizer.safetensors").is_file():
         log(f"warning: {path / 'optimizer.safetensors'} missing: optimizer moments restart from zero")

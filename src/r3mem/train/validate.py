@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from statistics import fmean
 
 import torch
 
-from r3mem.decoding import DEFAULT_GUIDANCE
+from r3mem.decode.beam import GREEDY, generate
+from r3mem.decode.options import DEFAULT_GUIDANCE
 from r3mem.fidelity import aligned_token_accuracy, token_accuracy
 from r3mem.memory_net import MemoryNetwork
 from r3mem.train.config import TrainConfig
 from r3mem.train.data import TokenCorpus, step_rng
 
 VAL_SEG_LEN = 128
+# greedy, held to the slots by the shipped pool guidance (its spread and bag too)
+_GUIDED = replace(GREEDY, guidance=DEFAULT_GUIDANCE)
 
 
 @torch.no_grad()
@@ -26,7 +30,7 @@ def validate(net: MemoryNetwork, corpus: TokenCorpus, cfg: TrainConfig) -> dict[
     its own, as `r3mem eval reconstruct` does, so a slip that shifts every later token shows
     there (`gen_acc`, position-wise) and not in `rec_acc`. `gen_aligned` forgives the shift.
     `guided_acc` is the same greedy expansion held to the pooled slots by the shipped decoding's
-    pool guidance (`r3mem.pool_guidance`), so the curve also follows what users get, at a
+    pool guidance (`r3mem.decode.pool_guidance`), so the curve also follows what users get, at a
     fraction of the card's beam-search cost.
     The windows are the same at every evaluation (fixed seed), so the curve is comparable.
     """
@@ -42,10 +46,10 @@ def validate(net: MemoryNetwork, corpus: TokenCorpus, cfg: TrainConfig) -> dict[
         out[f"rec_acc_r{ratio}"] = round(rec.n_correct / rec.n_tokens, 4)
         out[f"rec_nll_r{ratio}"] = round(float(rec.loss), 4)
         out[f"lm_nll_memory_r{ratio}"] = round(float(net.read(memory, second, marker="continue").loss), 4)
-        pairs = list(zip(first.tolist(), net.generate(memory, VAL_SEG_LEN).tolist(), strict=True))
+        pairs = list(zip(first.tolist(), generate(net, memory, VAL_SEG_LEN, GREEDY).tolist(), strict=True))
         out[f"gen_acc_r{ratio}"] = round(sum(token_accuracy(r, h) for r, h in pairs) / len(pairs), 4)
         out[f"gen_aligned_r{ratio}"] = round(sum(aligned_token_accuracy(r, h) for r, h in pairs) / len(pairs), 4)
-        guided = zip(first.tolist(), net.generate(memory, VAL_SEG_LEN, guidance=DEFAULT_GUIDANCE).tolist(),
+        guided = zip(first.tolist(), generate(net, memory, VAL_SEG_LEN, _GUIDED).tolist(),
                      strict=True)
         out[f"guided_acc_r{ratio}"] = round(fmean(token_accuracy(r, h) for r, h in guided), 4)
     with net.adapter(None):

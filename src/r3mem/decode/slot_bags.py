@@ -7,7 +7,7 @@ embedding is nearest the remaining sum, subtract it, repeat once per token of th
 windows of training text with the shipped weights (`scripts/probe_pool_guidance.py`'s windows) this
 recovered 96.9% of each chunk's tokens at ratio 8 and 97.4% at ratio 4, where ranking every token
 by its agreement with the slot once (no subtraction) found 52.5% and 65.3%. The bag says nothing
-about order: that is left to the reader (`r3mem.pool_guidance` uses the bag to keep it honest).
+about order: that is left to the reader (`r3mem.decode.pool_guidance` uses the bag to keep it honest).
 """
 
 from __future__ import annotations

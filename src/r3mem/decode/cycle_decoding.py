@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers import GenerationConfig
 
-from r3mem.decoding import NLL_MARGIN, SAMPLE_TEMPERATURE
+from r3mem.decode.beam import candidates
+from r3mem.decode.options import NLL_MARGIN, SAMPLE_TEMPERATURE, Decoding
 from r3mem.memory_net import MemoryNetwork
 from r3mem.verify import matches
 
@@ -42,28 +43,28 @@ class Choice:
     verified: bool | None
 
 
-def draw(network: MemoryNetwork, snapshots: Tensor, n_tokens: int, beams: int, samples: int,
-         guidance: float = 0.0, lengths: Sequence[int] | None = None) -> Tensor:
+def draw(network: MemoryNetwork, snapshots: Tensor, n_tokens: int, decoding: Decoding,
+         lengths: Sequence[int] | None = None) -> Tensor:
     """(B, m, d) snapshots -> (B, beams + samples, n_tokens) candidates, the top beam first.
 
-    `guidance` and `lengths` are `MemoryNetwork.candidates`': pool guidance for beams and samples alike.
+    `decoding`'s pool guidance and `lengths` are `r3mem.decode.beam.candidates`': for beams and samples alike.
 
     Each segment's samples are drawn on their own from the same seed, so a segment reads the
     same whether it is expanded alone or beside others (a recall's batch depends on its query).
     """
     rows = [n_tokens] * len(snapshots) if lengths is None else list(lengths)
-    beam_search = GenerationConfig(num_beams=beams, num_return_sequences=beams)
-    pool = network.candidates(snapshots, n_tokens, beam_search, guidance=guidance, lengths=rows)
-    if not samples:
+    beam_search = GenerationConfig(num_beams=decoding.beams, num_return_sequences=decoding.beams)
+    pool = candidates(network, snapshots, n_tokens, beam_search, decoding, lengths=rows)
+    if not decoding.samples:
         return pool
     sampling = GenerationConfig(do_sample=True, temperature=SAMPLE_TEMPERATURE, top_k=0, top_p=1.0,
-                                num_return_sequences=samples)
+                                num_return_sequences=decoding.samples)
     devices = [snapshots.device] if snapshots.device.type == "cuda" else []
     drawn = []
     with torch.random.fork_rng(devices=devices):
         for b, snapshot in enumerate(snapshots.split(1)):
             torch.manual_seed(_SEED)
-            drawn.append(network.candidates(snapshot, n_tokens, sampling, guidance=guidance, lengths=rows[b : b + 1]))
+            drawn.append(candidates(network, snapshot, n_tokens, sampling, decoding, lengths=rows[b : b + 1]))
     return torch.cat([pool, torch.cat(drawn)], 1)
 
 
@@ -108,11 +109,11 @@ def _distances(network: MemoryNetwork, read_memory: Tensor, snapshot: Tensor, ca
 
 
 def expand_consistent(network: MemoryNetwork, read_memories: Tensor, snapshots: Tensor,
-                      token_counts: Sequence[int], beams: int, samples: int,
-                      digests: Tensor | None = None, guidance: float = 0.0) -> list[Choice]:
+                      token_counts: Sequence[int], decoding: Decoding,
+                      digests: Tensor | None = None) -> list[Choice]:
     """Expand a batch of segments (B, m, d), each written from `read_memories` (B, m, d), and keep
     for each the candidate nearest its snapshot; `token_counts` trims each to its own length."""
-    pool = draw(network, snapshots, max(token_counts), beams, samples, guidance, token_counts)  # (B, K, T)
+    pool = draw(network, snapshots, max(token_counts), decoding, token_counts)  # (B, K, T)
     return [choose(network, read_memories[b], snapshots[b], pool[b, :, :n],
                    None if digests is None else digests[b])
             for b, n in enumerate(token_counts)]

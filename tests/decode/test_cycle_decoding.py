@@ -5,8 +5,10 @@ import pytest
 import torch
 from tests.conftest import CORPUS
 
-from r3mem import cycle_decoding
-from r3mem.cycle_decoding import choose, draw
+from r3mem.decode import cycle_decoding
+from r3mem.decode.beam import generate
+from r3mem.decode.cycle_decoding import choose, draw
+from r3mem.decode.options import Decoding
 from r3mem.errors import InvalidInput
 from r3mem.verify import segment_digest
 
@@ -19,27 +21,28 @@ def source_segments(tiny, count):
 
 def test_pool_holds_the_beams_then_the_samples_and_the_top_beam_is_beam_search(tiny):
     memory = tiny.network.write(tiny.network.initial(2, 4), torch.tensor(source_segments(tiny, 2)))
-    pool = draw(tiny.network, memory, 16, beams=3, samples=5)
+    pool = draw(tiny.network, memory, 16, Decoding(beams=3, samples=5, guidance=0.0))
     assert pool.shape == (2, 8, 16)
-    assert torch.equal(pool[:, 0], tiny.network.generate(memory, 16, beams=3))
+    assert torch.equal(pool[:, 0], generate(tiny.network, memory, 16, Decoding(beams=3, guidance=0.0)))
 
 
 def test_sampling_is_seeded_per_call_and_leaves_the_callers_rng_alone(tiny):
     memory = tiny.network.write(tiny.network.initial(1, 4), torch.tensor(source_segments(tiny, 1)))
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    first = draw(tiny.network, memory, 16, beams=1, samples=6)
+    first = draw(tiny.network, memory, 16, Decoding(beams=1, samples=6, guidance=0.0))
     assert torch.equal(torch.get_rng_state(), before)
-    assert torch.equal(first, draw(tiny.network, memory, 16, beams=1, samples=6))
+    assert torch.equal(first, draw(tiny.network, memory, 16, Decoding(beams=1, samples=6, guidance=0.0)))
     assert len({tuple(row) for row in first[0, 1:].tolist()}) > 1  # the samples differ from one another
 
 
 def test_a_segment_draws_the_same_samples_alone_as_in_a_batch(tiny):
     """Which segments a recall expands together depends on its query; a segment's text must not."""
     memory = tiny.network.write(tiny.network.initial(3, 4), torch.tensor(source_segments(tiny, 3)))
-    together = draw(tiny.network, memory, 16, beams=1, samples=4)
+    decoding = Decoding(beams=1, samples=4, guidance=0.0)
+    together = draw(tiny.network, memory, 16, decoding)
     for b in range(3):
-        assert torch.equal(draw(tiny.network, memory[b : b + 1], 16, beams=1, samples=4)[0], together[b])
+        assert torch.equal(draw(tiny.network, memory[b : b + 1], 16, decoding)[0], together[b])
 
 
 @pytest.fixture
@@ -120,8 +123,8 @@ def with_source_in_pool(monkeypatch):
     """Candidates as drawn, plus the true source of each segment in the middle of the pool."""
     truth: list[list[int]] = []
 
-    def drawn(network, snapshots, n_tokens, beams, samples, guidance=0.0, lengths=None):
-        pool = draw(network, snapshots, n_tokens, beams, samples, guidance, lengths)
+    def drawn(network, snapshots, n_tokens, decoding, lengths=None):
+        pool = draw(network, snapshots, n_tokens, decoding, lengths)
         wanted = [ids + [0] * (n_tokens - len(ids)) for ids in truth[: len(snapshots)]]
         del truth[: len(snapshots)]
         return torch.cat([pool[:, :1], torch.tensor(wanted).unsqueeze(1), pool[:, 1:]], 1)
@@ -140,13 +143,13 @@ def test_each_segment_is_re_compressed_from_the_snapshot_before_it(tiny, monkeyp
                         or real_choose(net, read, snap, cands, digest))
     memory = tiny.compress(CORPUS[:300], ratio=4)
     assert len(memory) >= 3
-    tiny.expand_ids(memory, beams=1, samples=1)
+    tiny.expand_ids(memory, decoding=Decoding(beams=1, samples=1))
     expected = [tiny.network.initial(1, memory.memory_tokens)[0]] + [s.float() for s in memory.snapshots[:-1]]
     assert len(seen) == len(memory)
     for (read, snap), want, stored in zip(seen, expected, memory.snapshots, strict=True):
         assert torch.equal(read, want) and torch.equal(snap, stored.float())
     seen.clear()
-    tiny.expand_ids(memory, segment=2, beams=1, samples=1)
+    tiny.expand_ids(memory, segment=2, decoding=Decoding(beams=1, samples=1))
     assert len(seen) == 1 and torch.equal(seen[0][0], memory.snapshots[1].float())
 
 
@@ -156,16 +159,17 @@ def test_the_source_of_a_later_segment_is_found_among_the_candidates(tiny, with_
     ids = tiny.tokenize(text)
     with_source_in_pool.extend(list(tiny.segments(ids)))
     memory.segment_digests = None  # by distance alone
-    parts = tiny.expand_ids(memory, beams=2, samples=2)
+    parts = tiny.expand_ids(memory, decoding=Decoding(beams=2, samples=2))
     assert [t for p in parts for t in p] == ids
 
 
 def test_expansion_with_samples_verifies_when_the_source_is_drawn(tiny, with_source_in_pool):
     memory = tiny.compress(CORPUS[:300], ratio=4)
     with_source_in_pool.extend(list(tiny.segments(tiny.tokenize(CORPUS[:300]))))
-    result = tiny.expand_verified(memory, beams=1, samples=1)
+    result = tiny.expand_verified(memory, decoding=Decoding(beams=1, samples=1))
     assert result.exact and result.text == CORPUS[:300]
-    greedy = tiny.expand_verified(memory, beams=1)  # the untrained model alone regenerates nothing right
+    # the untrained model alone regenerates nothing right
+    greedy = tiny.expand_verified(memory, decoding=Decoding(beams=1))
     assert not greedy.exact
 
 
@@ -174,11 +178,12 @@ def test_one_segment_of_a_memory_can_be_chosen_alone(tiny, with_source_in_pool, 
     segments = list(tiny.segments(tiny.tokenize(CORPUS[:300])))
     with_source_in_pool.append(segments[2])
     memory.segment_digests = None
-    assert tiny.expand_ids(memory, segment=2, beams=1, samples=3) == [segments[2]]
+    assert tiny.expand_ids(memory, segment=2, decoding=Decoding(beams=1, samples=3)) == [segments[2]]
 
 
 def test_selection_without_the_read_memories_is_refused(tiny):
     memory = tiny.compress(CORPUS[:100], ratio=4)
     with pytest.raises(InvalidInput, match="needs the memories"):
-        tiny.expand_snapshots(memory.snapshots, memory.token_counts, None, samples=1)
-    assert len(tiny.expand_snapshots(memory.snapshots, memory.token_counts, None, beams=1)) == len(memory)
+        tiny.expand_snapshots(memory.snapshots, memory.token_counts, None, decoding=Decoding(samples=1))
+    parts = tiny.expand_snapshots(memory.snapshots, memory.token_counts, None, decoding=Decoding(beams=1))
+    assert len(parts) == len(memory)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from r3mem.slot_bags import recover_bags, remaining_counts
+from r3mem.decode.slot_bags import recover_bags, remaining_counts
 
 
 def table(vocab=300, dim=64, seed=0):

@@ -6,8 +6,10 @@ import torch
 from tests.conftest import CORPUS
 
 from r3mem.base_model import embedding_table
+from r3mem.decode.beam import generate
+from r3mem.decode.options import Decoding
+from r3mem.decode.pool_guidance import PoolGuide
 from r3mem.memory_net import chunk_pool
-from r3mem.pool_guidance import PoolGuide
 
 
 def table(tiny):
@@ -82,11 +84,11 @@ def test_guidance_alone_writes_what_a_one_token_a_slot_memory_pools(tiny):
     a reader with random weights then writes exactly the pooled source, each row at its own length."""
     rows = [source(tiny, 8), source(tiny, 16)[8:14]]
     memory = pooled(tiny, rows, 8)
-    unguided = tiny.network.generate(memory, 8).tolist()
-    guided = tiny.network.generate(memory, 8, guidance=50.0, lengths=[8, 6]).tolist()
+    unguided = generate(tiny.network, memory, 8).tolist()
+    guided = generate(tiny.network, memory, 8, Decoding(beams=1, guidance=50.0), lengths=[8, 6]).tolist()
     assert guided[0] == rows[0] and guided[1][:6] == rows[1]
     assert unguided[0] != rows[0]
-    beams = tiny.network.generate(memory, 8, beams=3, guidance=50.0, lengths=[8, 6]).tolist()
+    beams = generate(tiny.network, memory, 8, Decoding(beams=3, guidance=50.0), lengths=[8, 6]).tolist()
     assert beams[0] == rows[0] and beams[1][:6] == rows[1]
 
 
@@ -127,9 +129,10 @@ def test_a_strong_bag_writes_each_chunk_as_its_own_tokens(tiny):
     rows = [source(tiny, 12), source(tiny, 24)[12:20]]
     memory = pooled(tiny, rows, 4)
     for beams in (1, 3):
-        out = tiny.network.generate(memory, 12, beams=beams, guidance=1e-6, lengths=[12, 8], bag=50.0).tolist()
+        decoding = Decoding(beams=beams, guidance=1e-6, bag=50.0)
+        out = generate(tiny.network, memory, 12, decoding, lengths=[12, 8]).tolist()
         for row, expansion, per in ((rows[0], out[0], 3), (rows[1], out[1], 2)):
             for j in range(4):
                 assert sorted(expansion[j * per:(j + 1) * per]) == sorted(row[j * per:(j + 1) * per])
-    unguided = tiny.network.generate(memory, 12).tolist()
+    unguided = generate(tiny.network, memory, 12).tolist()
     assert sorted(unguided[0][:3]) != sorted(rows[0][:3])

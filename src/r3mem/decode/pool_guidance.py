@@ -32,7 +32,7 @@ with the step-2200 weights; with step 2580's, on 16 windows, 0 / 0.25 gave 0.403
 
 Guidance alone still lets a beam write a chunk's words in a near-miss form (a synonym, a near
 embedding) or borrow the next chunk's word early. Greedy pursuit reads each slot's bag of tokens back
-almost whole (`r3mem.slot_bags`: 97% of tokens at ratios 4 and 8), so every token of a chunk that is
+almost whole (`r3mem.decode.slot_bags`: 97% of tokens at ratios 4 and 8), so every token of a chunk that is
 not left in its recovered bag is charged a flat `bag` nats as it is written. The charge is soft, so a
 beam can still write a token the pursuit missed. On 16 training windows at ratio 8, 16 beams,
 strength 4: position-wise 0.713 without it, 0.782 at 4 nats, 0.722 at 6, 0.684 when the bag is a
@@ -52,10 +52,8 @@ from torch import Tensor
 from transformers import LogitsProcessor
 
 from r3mem.chunking import chunk_index
-from r3mem.slot_bags import recover_bags, remaining_counts
-
-DEFAULT_SPREAD = 0.25
-DEFAULT_BAG = 4.0
+from r3mem.decode.options import DEFAULT_BAG, DEFAULT_SPREAD
+from r3mem.decode.slot_bags import recover_bags, remaining_counts
 
 
 class PoolGuide(LogitsProcessor):

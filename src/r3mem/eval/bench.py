@@ -11,7 +11,7 @@ import torch
 
 from r3mem.api import R3Mem
 from r3mem.base_model import default_gguf_path
-from r3mem.decoding import DEFAULT_BEAMS
+from r3mem.decode.options import DEFAULT_BEAMS, DEFAULT_DECODING, Decoding
 
 
 def bench_passage() -> str:
@@ -52,9 +52,9 @@ def run_bench(tokens: int = 1024, ratio: float = 4, gguf: bool = True,
     # at the default beam width and greedily (the speed end of the fidelity/speed knob)
     expanded = memory.source_tokens
     result.update(expand_tokens=expanded, expand_beams=DEFAULT_BEAMS)
-    for key, beams in (("expand_tok_s", DEFAULT_BEAMS), ("expand_greedy_tok_s", 1)):
+    for key, decoding in (("expand_tok_s", DEFAULT_DECODING), ("expand_greedy_tok_s", Decoding(beams=1))):
         t0 = time.perf_counter()
-        r3.expand_ids(memory, beams=beams)
+        r3.expand_ids(memory, decoding=decoding)
         result[key] = expanded / (time.perf_counter() - t0)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
