@@ -117,7 +117,6 @@ class Decoding:
                    bag=result.get("guidance_bag") or 0.0)
 
 
-
 def _integer(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InvalidInput(f"{name} must be an integer from {low} to {high}, got {value!r}")
