@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from r3mem import errors
-from r3mem.decode.options import DEFAULT_BAG, DEFAULT_DECODING, DEFAULT_SPREAD, Decoding
+from r3mem.decode.options import DEFAULT_DECODING, Decoding
 from r3mem.store.backend import Event
 from r3mem.store.filters import RecallFilter
 from r3mem.store.namespace import Namespace
@@ -129,14 +129,10 @@ def _event(data: dict) -> Event:
 
 
 def _reconstructing(decoding: Decoding) -> dict[str, Any]:
-    """The request fields that carry `decoding`; the service decodes with the default spread and
-    bag, so another value is refused here rather than silently dropped."""
+    """The request fields that carry `decoding`: one per field of it, named alike."""
     if not isinstance(decoding, Decoding):
         raise errors.InvalidInput(f"decoding must be a Decoding, got {type(decoding).__name__}")
-    for name, default in (("spread", DEFAULT_SPREAD), ("bag", DEFAULT_BAG)):
-        if getattr(decoding, name) != default:
-            raise errors.InvalidInput(f"{name} cannot be set over HTTP: the service decodes with {default:g}")
-    return {"beams": decoding.beams, "samples": decoding.samples, "guidance": decoding.guidance}
+    return asdict(decoding)
 
 
 # -- the operations, in MemoryStore's order and with its arguments -------------------------------

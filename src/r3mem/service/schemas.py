@@ -14,9 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from r3mem.decode.options import (
+    DEFAULT_BAG,
     DEFAULT_BEAMS,
     DEFAULT_GUIDANCE,
     DEFAULT_SAMPLES,
+    DEFAULT_SPREAD,
+    MAX_BAG,
     MAX_BEAMS,
     MAX_GUIDANCE,
     MAX_SAMPLES,
@@ -36,6 +39,9 @@ _SAMPLES_DOC = ("samples drawn beside the beams when a memory-only record's text
                 "candidate whose re-compression lies nearest the stored memory is kept (0: the top beam)")
 _GUIDANCE_DOC = ("pool guidance when a memory-only record's text is reconstructed: how strongly each chunk is "
                  "held to the tokens its memory slot pools, which keeps it in step with its source (0: off)")
+_SPREAD_DOC = ("under guidance, the share (0-1) of each chunk's charge paid as it is written rather than at its "
+               "last token")
+_BAG_DOC = "under guidance, nats charged to a token outside its chunk's recovered bag of tokens (0: no bag)"
 _ID_DOC = "1-128 letters, digits or _.@:+- starting with a letter or digit"
 # Documented, not enforced here: `Namespace` checks it, with the same message as in the CLI.
 _ID_SCHEMA: dict[str, Any] = {"pattern": f"^{ID_PATTERN}$"}
@@ -101,11 +107,13 @@ class _Reconstructing(_Strict):
     beams: int = Field(DEFAULT_BEAMS, ge=1, le=MAX_BEAMS, description=_BEAMS_DOC)
     samples: int = Field(DEFAULT_SAMPLES, ge=0, le=MAX_SAMPLES, description=_SAMPLES_DOC)
     guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False, description=_GUIDANCE_DOC)
+    spread: float = Field(DEFAULT_SPREAD, ge=0, le=1, allow_inf_nan=False, description=_SPREAD_DOC)
+    bag: float = Field(DEFAULT_BAG, ge=0, le=MAX_BAG, allow_inf_nan=False, description=_BAG_DOC)
 
     def decoding(self) -> Decoding:
-        """The library's `Decoding` these fields spell (spread and bag keep their defaults: the API
-        does not expose them)."""
-        return Decoding(beams=self.beams, samples=self.samples, guidance=self.guidance)
+        """The library's `Decoding` these fields spell, every field of it."""
+        return Decoding(beams=self.beams, samples=self.samples, guidance=self.guidance, spread=self.spread,
+                        bag=self.bag)
 
 
 class RecallRequest(_Reconstructing):
