@@ -58,7 +58,7 @@ def test_unevicted_memory_reads_exactly_like_the_raw_tokens(lm, ids):
 
 
 def test_bias_lowers_attention_to_memory_but_not_to_the_sink():
-    mask = am.reader_mask(4, 3, 1.5, torch.float32, torch.device("cpu"))[0, 0]
+    mask = am.reader_mask(4, 3, am.ActivationConfig(bias=1.5), torch.float32, torch.device("cpu"))[0, 0]
     assert mask.shape == (3, 7)
     assert (mask[:, 0] == 0).all() and (mask[:, 1:4] == -1.5).all()
     assert mask[0, 5] == float("-inf") and mask[2, 6] == 0, "causal over the tokens"
@@ -79,3 +79,9 @@ def test_bad_config_is_refused():
         am.ActivationConfig(budget=1)
     with pytest.raises(ValueError, match="invalid activation memory"):
         am.ActivationConfig(recent_share=1.0)
+
+
+def test_sparing_the_newest_entries_leaves_them_unbiased():
+    config = am.ActivationConfig(budget=8, recent_share=0.5, bias=2.0, spare_newest=True)
+    mask = am.reader_mask(8, 2, config, torch.float32, torch.device("cpu"))[0, 0]
+    assert (mask[:, 0] == 0).all() and (mask[:, 1:4] == -2.0).all() and (mask[:, 4:8] == 0).all()

@@ -37,6 +37,7 @@ class ActivationConfig:
     recent_share: float = 0.5  # share of the budget always given to the newest entries
     observe: int = 32  # queries at a segment's end whose attention ranks the entries
     bias: float = 1.0  # logit offset subtracted from attention to memory (not the sink)
+    spare_newest: bool = False  # True: the newest entries (the text just before the tail) keep no bias
 
     def __post_init__(self) -> None:
         if self.budget < 2 or not 0 <= self.recent_share < 1 or self.observe < 1 or self.bias < 0:
@@ -138,11 +139,17 @@ def fold_all(model: CausalLM, ids: Sequence[int], segment_len: int,
     return memory
 
 
-def reader_mask(memory_size: int, length: int, bias: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _biased(memory_size: int, config: ActivationConfig) -> slice:
+    """The memory columns whose attention is lowered: all but the sink (and the newest, if spared)."""
+    end = memory_size - config.recent if config.spare_newest else memory_size
+    return slice(1, max(1, end))
+
+
+def reader_mask(memory_size: int, length: int, config: ActivationConfig, dtype: torch.dtype,
+                device: torch.device) -> Tensor:
     """(1, 1, length, m + length) additive mask: causal over the tokens, memory offset by -bias."""
     mask = torch.full((length, memory_size + length), float("-inf"), device=device).triu(memory_size + 1)
-    if memory_size > 1:
-        mask[:, 1:memory_size] -= bias
+    mask[:, _biased(memory_size, config)] -= config.bias
     return mask.to(dtype)[None, None]
 
 
@@ -152,7 +159,7 @@ def read_logits(model: CausalLM, memory: ActivationMemory, ids: Tensor,
     """Logits (1, T, V) of the plain LM reading [memory ; ids], and the cache after it."""
     m, length = memory.size, ids.shape[1]
     dtype = embedding_table(model).dtype
-    mask = reader_mask(m, length, config.bias, dtype, ids.device) if m else None
+    mask = reader_mask(m, length, config, dtype, ids.device) if m else None
     out = model(input_ids=ids, cache=memory.cache() if m else DynamicCache(), attention_mask=mask,
                 position_ids=torch.arange(m, m + length, device=ids.device).view(1, -1), use_cache=True)
     return out.logits, out.cache
@@ -184,8 +191,7 @@ def greedy(model: CausalLM, memory: ActivationMemory, ids: Sequence[int], max_ne
             break
         out.append(token)
         step = torch.zeros(1, 1, 1, position + 1, dtype=dtype, device=device)
-        if m > 1:
-            step[..., 1:m] -= config.bias
+        step[..., _biased(m, config)] -= config.bias
         logits = model(input_ids=torch.tensor([[token]], device=device), cache=cache,
                        attention_mask=step, position_ids=torch.tensor([[position]], device=device),
                        use_cache=True).logits
