@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from r3mem.errors import InvalidInput
+from r3mem.retention_data import data_dir
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+DEFAULT_DATA = data_dir()  # one rule for where the data kit is, the product's
 
 
 @dataclass
