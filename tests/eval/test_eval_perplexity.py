@@ -129,3 +129,23 @@ def test_whole_past_folded_once_equals_the_memory_written_from_the_start(tiny, v
         assert torch.allclose(whole.prefix(end), _memory_prefix(tiny, ids, 0, end, 16), atol=1e-5)
     with pytest.raises(ValueError, match="whole segments apart"):
         whole.prefix(37 + 9 * seg + 3)
+
+
+def test_activation_whole_past_folded_once_equals_the_memory_folded_from_the_start(tiny):
+    """The activation memory's `--history all` continues each target's memory into the next one's."""
+    from r3mem import activation_memory as am
+    from r3mem.eval.perplexity import _WholePastActivations
+
+    ids = tiny.tokenize(CORPUS * 3)
+    seg = tiny.config.segment_len
+    config = am.ActivationConfig(budget=8)
+    whole = _WholePastActivations(tiny, ids, config)
+    for end in (37 + 4 * seg, 37 + 6 * seg):
+        folded = whole.memory_of(end)
+        with tiny.network.adapter(None):
+            fresh = am.fold_all(tiny.network.causal_lm, ids[:end], seg, config)
+        assert folded.size == fresh.size == 8
+        for a, b in zip(folded.keys + folded.values, fresh.keys + fresh.values, strict=True):
+            assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="whole segments apart"):
+        whole.memory_of(37 + 6 * seg + 3)

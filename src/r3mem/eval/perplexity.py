@@ -209,16 +209,14 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
             for h in histories:
                 if activations:
                     memory_nll = _activation_nll(r3, args, ids, p, tail, h, whole_kv)
-                    for method, values in {**fixed, "memory": memory_nll}.items():
-                        nll.setdefault((h, method), []).append(float(values.mean()))
-                    continue
-                if h == "all" and whole is not None:
-                    prefix = whole.prefix(p - tail)
                 else:
-                    start = 0 if h == "all" else p - int(h)
-                    prefix = _memory_prefix(r3, ids, start, p - tail, args.memory_tokens)
-                per_method = {**fixed, "memory": target_nll(r3.network, prefix, ids[p - tail : p], target)}
-                for method, values in per_method.items():
+                    if h == "all" and whole is not None:
+                        prefix = whole.prefix(p - tail)
+                    else:
+                        start = 0 if h == "all" else p - int(h)
+                        prefix = _memory_prefix(r3, ids, start, p - tail, args.memory_tokens)
+                    memory_nll = target_nll(r3.network, prefix, ids[p - tail : p], target)
+                for method, values in {**fixed, "memory": memory_nll}.items():
                     nll.setdefault((h, method), []).append(float(values.mean()))
             owners.append(name)
             tokens += len(target) - 1
