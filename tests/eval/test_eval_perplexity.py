@@ -94,6 +94,9 @@ def test_short_text_and_bad_budget_are_refused(tiny, tmp_path):
     with pytest.raises(InvalidInput, match="memory-tokens"):
         perplexity.run(parse(["eval", "perplexity", "--data", str(short), "--window", "8",
                               "--memory-tokens", "8"]), tiny)
+    with pytest.raises(InvalidInput, match="memory-tokens must be in 2"):
+        perplexity.run(parse(["eval", "perplexity", "--data", str(short), "--window", "8",
+                              "--memory-tokens", "1"]), tiny)
     with pytest.raises(InvalidInput, match="not a LoCoMo"):
         perplexity.load_texts(f"{short}#conv-0")
     convs = tmp_path / "convs.json"

@@ -162,10 +162,9 @@ class _WholePastActivations:
         return self.memory
 
 
-def _activation_nll(r3: R3Mem, args: argparse.Namespace, ids: list[int], p: int, tail: int, history: str,
-                    whole: _WholePastActivations | None) -> torch.Tensor:
+def _activation_nll(r3: R3Mem, config: activation_memory.ActivationConfig, ids: list[int], p: int, tail: int,
+                    history: str, whole: _WholePastActivations | None) -> torch.Tensor:
     """Per-token NLL of the target at p after [activation memory ; last `tail` raw tokens]."""
-    config = activation_memory.ActivationConfig(budget=args.memory_tokens)
     lm = r3.network.causal_lm
     if history == "all" and whole is not None:
         memory = whole.memory_of(p - tail)
@@ -178,14 +177,15 @@ def _activation_nll(r3: R3Mem, args: argparse.Namespace, ids: list[int], p: int,
 
 
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
-    if not 0 < args.memory_tokens < args.window:
-        raise InvalidInput(f"--memory-tokens must be in 1..{args.window - 1}, got {args.memory_tokens}")
+    if not 1 < args.memory_tokens < args.window:  # the activation memory keeps a sink and at least one more
+        raise InvalidInput(f"--memory-tokens must be in 2..{args.window - 1}, got {args.memory_tokens}")
     tail = args.window - args.memory_tokens
     histories = [h.strip() for h in args.history.split(",") if h.strip()]
     numeric = [int(h) for h in histories if h != "all"]
     if any(h < args.window for h in numeric):
         raise InvalidInput(f"every --history must be >= --window ({args.window})")
     texts = load_texts(args.data)
+    kv_config = activation_memory.ActivationConfig(budget=args.memory_tokens)
     nll: dict[tuple[str, str], list[float]] = {}  # (history, method) -> mean NLL per target
     owners: list[str] = []
     tokens = 0
@@ -196,8 +196,7 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
         aligned = args.stride % r3.config.segment_len == 0
         activations = args.memory_kind == "activations"
         whole: _WholePast | None = _WholePast(r3, ids, args.memory_tokens) if aligned and not activations else None
-        whole_kv = (_WholePastActivations(r3, ids, activation_memory.ActivationConfig(budget=args.memory_tokens))
-                    if aligned and activations else None)
+        whole_kv = _WholePastActivations(r3, ids, kv_config) if aligned and activations else None
         if not positions:
             raise InvalidInput(f"{name} has {len(ids)} tokens: too short for history {first} + {TARGET_LEN}")
         for p in tqdm(positions, desc=f"perplexity {name}", unit="target", leave=False):
@@ -208,7 +207,7 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
                                                 target)}
             for h in histories:
                 if activations:
-                    memory_nll = _activation_nll(r3, args, ids, p, tail, h, whole_kv)
+                    memory_nll = _activation_nll(r3, kv_config, ids, p, tail, h, whole_kv)
                 else:
                     if h == "all" and whole is not None:
                         prefix = whole.prefix(p - tail)
