@@ -1,16 +1,18 @@
 """Fit the grounded answer's confidence (`r3mem.answers.confidence`) on LoCoMo dev conversations.
 
 Reads the stores `r3mem eval locomo --stores DIR` filled. For every `--every`-th question of the
-`--fit` conversations it recalls the top `--top-k` turns (the store's default method), lets the
-grounded answerer extract and ground an answer without abstaining, and records its features.
-Answerable examples are categories 1-4 whose answer scores F1 > 0.3; unanswerable ones are
-category 5 (adversarial). A logistic regression (Newton's method, a little L2, standardised
-features) separates them; the threshold is the one that maximises (answerable answered) +
-(category 5 abstained) - 1 on the fitting questions among those that abstain on at least half of
-category 5 (ungrounded answers abstain whatever the threshold). Writes the calibration JSON.
+`--fit` conversations it recalls the top `--top-k` turns (the store's default method), and records
+every candidate answer the grounded answerer locates in a source (`r3mem.answers.grounded.located`),
+with its features and its F1. Positive examples are candidates for categories 1-4 that score
+F1 > 0.3; negative ones are candidates for category 5 (adversarial). A logistic regression
+(Newton's method, a little L2, standardised features) separates them. The threshold is then
+chosen the way answers are given, the most confident candidate of each question: the one that
+maximises F1 over categories 1-4 among the thresholds that abstain on at least `--cat5` of
+category 5 (a margin over the floor's half, so held-out questions keep it; a question with no
+located candidate abstains whatever the threshold). Writes the calibration JSON.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_answer_confidence.py --stores /tmp/stores \\
-        --fit conv-26,conv-30 --every 2 --cache /tmp/answer-features.json \\
+        --fit conv-26,conv-30 --every 2 --cache /tmp/answer-candidates.json \\
         --out src/r3mem/answers/calibration.json
 """
 
@@ -24,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from r3mem.answers import Evidence, answer_question
+from r3mem.answers import Evidence
 from r3mem.answers.confidence import FEATURES, Calibration
+from r3mem.answers.grounded import located
 from r3mem.api import R3Mem
 from r3mem.eval.locomo import NAMESPACE, load_locomo, questions
 from r3mem.eval.metrics import squad_f1
@@ -33,7 +36,6 @@ from r3mem.store import MemoryStore
 from r3mem.store.location import open_backend
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo_dev.json"
-NEVER_ABSTAIN = Calibration(FEATURES, (0.0,) * 5, (1.0,) * 5, (0.0,) * 5, 0.0, 0.0)
 
 
 def collect(args: argparse.Namespace) -> list[dict]:
@@ -47,11 +49,13 @@ def collect(args: argparse.Namespace) -> list[dict]:
         for n, q in enumerate(questions(sample, None)[:: args.every]):
             hits = store.recall(q.question, NAMESPACE, top_k=args.top_k)
             evidence = [Evidence(h.record.id, h.text, h.score) for h in sorted(hits, key=lambda h: h.record.created_at)]
-            got = answer_question(r3, q.question, evidence, NEVER_ABSTAIN)
+            found = located(r3, q.question, evidence) if evidence else []
             rows.append({"conversation": sample["sample_id"], "category": q.category, "question": q.question,
-                         "gold": q.answer, "answer": got.answer, "features": got.features,
-                         "f1": squad_f1(got.answer or "", [q.answer])})
-            print(n, q.category, repr(q.question), repr(got.answer), round(rows[-1]["f1"], 2), flush=True)
+                         "gold": q.answer, "candidates": [{"answer": c.answer, "features": c.features,
+                                                           "f1": squad_f1(c.answer or "", [q.answer])}
+                                                          for c in found]})
+            print(n, q.category, repr(q.question), [(c["answer"], round(c["f1"], 2)) for c in rows[-1]["candidates"]],
+                  flush=True)
         store.close()
     return rows
 
@@ -68,32 +72,45 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
     return w
 
 
-def choose_threshold(conf: np.ndarray, positive: np.ndarray, negative: np.ndarray,
-                     n_pos: int, n_neg: int) -> float:
-    """`conf` covers the grounded questions; `n_pos`/`n_neg` count all (ungrounded ones abstain anyway)."""
-    best, best_j = 0.5, -1.0
-    print("threshold  answered(answerable)  abstained(cat5)")
-    for t in np.round(np.arange(0.05, 0.96, 0.05), 2):
-        answered = float(((conf >= t) & positive).sum()) / n_pos
-        abstained = 1 - float(((conf >= t) & negative).sum()) / n_neg
-        print(f"{t:9.2f}  {answered:20.3f}  {abstained:15.3f}")
-        if abstained >= 0.5 and answered + abstained - 1 > best_j:
-            best, best_j = float(t), answered + abstained - 1
+def choose_threshold(rows: list[dict], confidence, cat5_floor: float) -> float:
+    """The threshold maximising F1 over categories 1-4 when each question answers its most
+    confident candidate, among those abstaining on at least `cat5_floor` of category 5."""
+    best, best_f1 = 1.0, -1.0
+    answerable = [r for r in rows if r["category"] != 5]
+    adversarial = [r for r in rows if r["category"] == 5]
+
+    def top(row: dict) -> tuple[float, float]:  # (confidence, F1) of the answer given, (-1, 0) if none
+        scored = [(confidence(c["features"]), c["f1"]) for c in row["candidates"]]
+        return max(scored, key=lambda s: s[0]) if scored else (-1.0, 0.0)
+
+    tops_answerable, tops_adversarial = [top(r) for r in answerable], [top(r) for r in adversarial]
+    print("threshold  f1(1-4)  abstained(1-4)  abstained(cat5)")
+    for t in np.round(np.arange(0.0, 0.96, 0.05), 2):
+        f1 = sum(f for c, f in tops_answerable if c >= t) / len(answerable)
+        wrong = sum(c < t for c, _ in tops_answerable) / len(answerable)
+        abstained = sum(c < t for c, _ in tops_adversarial) / len(adversarial)
+        print(f"{t:9.2f}  {f1:7.4f}  {wrong:14.3f}  {abstained:15.3f}")
+        if abstained >= cat5_floor and f1 > best_f1:
+            best, best_f1 = float(t), f1
     return best
 
 
-def fit(rows: list[dict]) -> Calibration:
-    positive_all = [r for r in rows if r["category"] != 5 and r["f1"] > 0.3]
-    negative_all = [r for r in rows if r["category"] == 5]
-    grounded = [r for r in positive_all + negative_all if r["answer"] is not None]
-    x = np.array([[r["features"][f] for f in FEATURES] for r in grounded])
-    y = np.array([r["category"] != 5 for r in grounded], np.float64)
+def fit(rows: list[dict], cat5_floor: float) -> Calibration:
+    candidates = [(r["category"], c) for r in rows for c in r["candidates"]]
+    examples = [(category != 5, c) for category, c in candidates if category == 5 or c["f1"] > 0.3]
+    x = np.array([[c["features"][f] for f in FEATURES] for _, c in examples])
+    y = np.array([positive for positive, _ in examples], np.float64)
     mean, scale = x.mean(0), x.std(0) + 1e-6
     w = fit_logistic((x - mean) / scale, y)
-    print(f"{len(positive_all)} answerable, {len(negative_all)} category 5; {len(grounded)} grounded")
+    print(f"{len(rows)} questions, {len(candidates)} located candidates; {int(y.sum())} positive, "
+          f"{int(len(y) - y.sum())} negative (category 5)")
     print("weights:", dict(zip(FEATURES, np.round(w[:-1], 3).tolist(), strict=True)), "bias", round(w[-1], 3))
-    conf = 1 / (1 + np.exp(-(((x - mean) / scale) @ w[:-1] + w[-1])))
-    threshold = choose_threshold(conf, y == 1, y == 0, len(positive_all), len(negative_all))
+
+    def confidence(values: dict) -> float:
+        z = ((np.array([values[f] for f in FEATURES]) - mean) / scale) @ w[:-1] + w[-1]
+        return float(1 / (1 + np.exp(-z)))
+
+    threshold = choose_threshold(rows, confidence, cat5_floor)
     print("threshold", threshold)
     return Calibration(FEATURES, tuple(mean.round(6).tolist()), tuple(scale.round(6).tolist()),
                        tuple(w[:-1].round(6).tolist()), round(float(w[-1]), 6), threshold)
@@ -106,6 +123,8 @@ def main() -> None:
     parser.add_argument("--fit", default="conv-26,conv-30")
     parser.add_argument("--every", type=int, default=1, help="use every N-th question (categories come in blocks)")
     parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--cat5", type=float, default=0.6,
+                        help="least share of category 5 the threshold must abstain on (the floor is 0.5)")
     parser.add_argument("--cache", help="feature rows: read if present, else collected and written here")
     parser.add_argument("--out", help="write the calibration JSON here")
     args = parser.parse_args()
@@ -116,10 +135,11 @@ def main() -> None:
         rows = collect(args)
         if args.cache:
             Path(args.cache).write_text(json.dumps(rows, indent=1))
-    calibration = fit(rows)
+    calibration = fit(rows, args.cat5)
     if args.out:
         command = "OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_answer_confidence.py " + " ".join(sys.argv[1:])
         data = {**calibration.as_dict(), "fitted_on": args.fit, "every": args.every, "top_k": args.top_k,
+                "cat5_floor": args.cat5,
                 "examples": len(rows), "command": command}
         Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
 

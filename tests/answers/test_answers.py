@@ -8,12 +8,13 @@ import torch
 from r3mem.answers import Evidence, answer_question, describe, grounded, phrasing
 from r3mem.answers.confidence import FEATURES, Calibration, load_calibration, question_coverage
 from r3mem.answers.constrained import SourceVocabulary, allowed_tokens, extract
-from r3mem.answers.grounding import ground
+from r3mem.answers.grounding import anchor, ground
 from r3mem.store import MemoryStore, Namespace
 from r3mem.store.location import open_backend
 
-ALWAYS = Calibration(FEATURES, (0.0,) * 5, (1.0,) * 5, (0.0,) * 5, 0.0, 0.0)
-NEVER = Calibration(FEATURES, (0.0,) * 5, (1.0,) * 5, (0.0,) * 5, 0.0, 1.0)
+N = len(FEATURES)
+ALWAYS = Calibration(FEATURES, (0.0,) * N, (1.0,) * N, (0.0,) * N, 0.0, 0.0)
+NEVER = Calibration(FEATURES, (0.0,) * N, (1.0,) * N, (0.0,) * N, 0.0, 1.0)
 FACTS = ["My dog is called Rex.", "I live in Lyon."]
 
 
@@ -38,6 +39,27 @@ def test_ground_refuses_what_no_source_holds(answer):
     assert ground(answer, FACTS, "What is my dog called?") is None
 
 
+def test_anchor_keeps_what_a_source_says_of_an_embroidered_answer():
+    where = anchor("Rex is a famous British dog named Lionel.", FACTS, "What is my dog called?")
+    assert where is not None and FACTS[where.source][where.start : where.end] == "Rex"
+
+
+def test_anchor_prefers_the_source_holding_more_of_the_answer():
+    texts = ["We went to Paris.", "In May we went by train to Paris with Anna."]
+    where = anchor("She took the train to Paris in May", texts, "How did she travel?")  # "took" is its own
+    assert where is not None and texts[where.source][where.start : where.end] == "May we went by train to Paris"
+
+
+@pytest.mark.parametrize("answer", ["Luna is a German Shepherd", "the", ""])
+def test_anchor_finds_nothing_when_no_source_holds_a_new_word(answer):
+    assert anchor(answer, FACTS, "What is my dog called?") is None
+
+
+@pytest.fixture
+def no_free_answer(monkeypatch):
+    monkeypatch.setattr(grounded, "generate", lambda r3, texts, question: "")
+
+
 def test_source_vocabulary_masks_every_other_token(tiny):
     allowed = allowed_tokens(tiny, FACTS)
     scores = torch.zeros(1, len(tiny.tokenizer))
@@ -52,7 +74,7 @@ def test_extraction_emits_only_source_tokens(tiny):
     assert set(tiny.tokenizer.convert_tokens_to_ids(tiny.tokenizer.tokenize(answer))) <= allowed
 
 
-def test_answer_carries_its_source_and_span(tiny, monkeypatch):
+def test_answer_carries_its_source_and_span(tiny, monkeypatch, no_free_answer):
     monkeypatch.setattr(grounded, "extract", lambda r3, texts, question: "My dog is called Rex.")
     evidence = [Evidence("r1", FACTS[1], 0.2), Evidence("r2", FACTS[0], 0.9)]
     got = answer_question(tiny, "What is my dog called?", evidence, ALWAYS)
@@ -61,7 +83,7 @@ def test_answer_carries_its_source_and_span(tiny, monkeypatch):
     assert set(got.features) == set(FEATURES)
 
 
-def test_abstains_when_nothing_supports_and_names_the_closest(tiny, monkeypatch):
+def test_abstains_when_nothing_supports_and_names_the_closest(tiny, monkeypatch, no_free_answer):
     monkeypatch.setattr(grounded, "extract", lambda r3, texts, question: "Luna")
     evidence = [Evidence("r1", FACTS[0], 0.5)]
     got = answer_question(tiny, "What is my cat called?", evidence, ALWAYS)
@@ -70,7 +92,7 @@ def test_abstains_when_nothing_supports_and_names_the_closest(tiny, monkeypatch)
     assert answer_question(tiny, "What is my cat called?", [], ALWAYS).abstained
 
 
-def test_abstains_below_the_threshold(tiny, monkeypatch):
+def test_abstains_below_the_threshold(tiny, monkeypatch, no_free_answer):
     monkeypatch.setattr(grounded, "extract", lambda r3, texts, question: "Rex")
     got = answer_question(tiny, "What is my dog called?", [Evidence("r1", FACTS[0], 0.9)], NEVER)
     assert got.abstained and got.answer is None and got.confidence < 1
@@ -82,7 +104,7 @@ def test_packaged_calibration_is_valid_and_bounded():
     worst = dict.fromkeys(FEATURES, -20.0)
     assert 0 <= calibration.confidence(worst) <= 1
     with pytest.raises(ValueError, match="weights"):
-        Calibration(FEATURES, (0.0,) * 5, (1.0,) * 5, (0.0,) * 4, 0.0, 0.5)
+        Calibration(FEATURES, (0.0,) * N, (1.0,) * N, (0.0,) * (N - 1), 0.0, 0.5)
 
 
 def test_question_coverage_counts_the_names_a_record_lacks():
@@ -132,7 +154,24 @@ def test_the_readme_example_with_the_default_model(real, tmp_path):
     store.close()
 
 
-def test_a_source_read_alone_can_supply_the_answer_a_distracting_one_hid(monkeypatch):
+def test_a_free_answer_is_answered_as_the_span_that_supports_it(monkeypatch):
+    """The extraction copies a distractor; the free reader names the right turn and embroiders it. The
+    answer is the supporting span, never the reader's own words."""
+    texts = ["Nate: Sounds like you made your living room comfy!", "I live in Lyon."]
+    monkeypatch.setattr(grounded, "extract", lambda r3, group, question: "living room comfy")
+    monkeypatch.setattr(grounded, "generate", lambda r3, group, question: "You live in beautiful Lyon.")
+    monkeypatch.setattr(grounded, "likelihood", lambda r3, t, q, a: (-1.0, 1.0))
+    coverage = Calibration(("question_coverage",), (0.5,), (0.25,), (4.0,), 0.0, 0.5)
+    got = grounded.answer_question(None, "Where do I live?",  # type: ignore[arg-type]
+                                   [grounded.Evidence(str(i), t, 0.1) for i, t in enumerate(texts)], coverage)
+    assert (got.answer, got.sources[0].id, got.abstained) == ("Lyon", "1", False)  # not "beautiful"
+    alone = grounded.answer_question(None, "Where do I live?",  # type: ignore[arg-type]
+                                     [grounded.Evidence(str(i), t, 0.1) for i, t in enumerate(texts)], coverage,
+                                     free=False)
+    assert alone.abstained, "without the free candidate only the distractor was located"
+
+
+def test_a_source_read_alone_can_supply_the_answer_a_distracting_one_hid(monkeypatch, no_free_answer):
     """Reading three records together the reader copies a distractor; reading the first alone it finds the
     answer. The most confident grounded candidate is answered, located in its own record."""
     texts = ["I live in Lyon.", "Nate: Sounds like you made your living room comfy!", "Nate: Any pointers?"]

@@ -1,19 +1,20 @@
 """A grounded answer: extracted from the sources, located in one of them, and scored.
 
-`answer_question` runs the three steps: constrained extraction (`constrained`), grounding
-(`grounding`), confidence (`confidence`); optionally also for a candidate from each of the
-first few sources alone, keeping the most confident. It abstains (answer None) when the extraction is
-empty, when no source holds the answer, or when the confidence falls below the calibration's
-threshold; the sources are then the closest records, without spans.
+`answer_question` runs three steps for each candidate answer: reading (`constrained` extraction,
+and free generation), locating it in a source (`grounding`: an extraction is grounded, a free answer
+anchored to the span that supports it) and confidence (`confidence`); the most confident candidate
+wins. It abstains (answer None) when no candidate is located in a source, or when the winner's
+confidence falls below the calibration's threshold; the sources are then the closest records,
+without spans. The answer is always a span of a source, never the reader's own words.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from r3mem.answers.confidence import Calibration, features, load_calibration
-from r3mem.answers.grounding import ground
+from r3mem.answers.grounding import Grounding, anchor, ground
 
 if TYPE_CHECKING:  # the model stack loads to answer, not to read an answer (`r3mem ask --url`)
     from r3mem.api import R3Mem
@@ -23,6 +24,10 @@ CLOSEST = 3  # records named when abstaining
 # packaged threshold was fitted on the joint candidate, and the best of several candidates clears
 # it more often, right or wrong (docs/results.md, "answers"); it needs its own calibration first.
 PER_SOURCE = 0
+# A candidate from free generation too, anchored to the span of a source that supports it: the
+# 135M reader finds the right turn more often when it may phrase its answer than when it must copy,
+# and the anchored span drops what it added (docs/results.md, "answers").
+FREE_CANDIDATE = True
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,13 @@ def extract(r3: R3Mem, texts: list[str], question: str) -> str:
     return constrained.extract(r3, texts, question)
 
 
+def generate(r3: R3Mem, texts: list[str], question: str) -> str:
+    """The free reader's answer over `texts` (`r3mem.reader`), imported when first called (see `extract`)."""
+    from r3mem import reader
+
+    return reader.answer_from_text(r3, "\n".join(texts), question)
+
+
 def likelihood(r3: R3Mem, texts: list[str], question: str, answer: str) -> tuple[float, float]:
     """`constrained.likelihood`, imported when first called (see `extract`)."""
     from r3mem.answers import constrained
@@ -92,45 +104,58 @@ def _abstain(evidence: list[Evidence], candidate: str = "", confidence: float = 
     return GroundedAnswer(None, True, confidence, closest, candidate, values or {})
 
 
-def answer_question(r3: R3Mem, question: str, evidence: list[Evidence],
-                    calibration: Calibration | None = None, per_source: int = PER_SOURCE) -> GroundedAnswer:
-    """Answer `question` from `evidence` (in the order the reader should see it), or abstain.
+def _locate(candidate: str, texts: list[str], question: str, extracted: bool) -> Grounding | None:
+    """Where a candidate is supported: an extraction wholly, a free answer by what a source holds of it."""
+    return ground(candidate, texts, question) if extracted else anchor(candidate, texts, question)
 
-    The candidate is extracted from all sources read together and, with `per_source` > 0, also
-    from each of the first `per_source` sources read alone (a small reader reading several
-    records often copies a distracting one); each is grounded and scored with the same features,
-    always given all sources, and the most confident one is answered if it clears the threshold.
+
+def located(r3: R3Mem, question: str, evidence: list[Evidence], per_source: int = PER_SOURCE,
+            free: bool = FREE_CANDIDATE) -> list[GroundedAnswer]:
+    """Every candidate answer that a source supports, as its span with its features (not yet scored).
+
+    Candidates: the extraction from all sources read together; with `per_source` > 0, the
+    extractions from each of the first `per_source` sources read alone (a small reader reading
+    several records often copies a distracting one); with `free`, the free reader's answer. The
+    features of each are computed against all sources; a span found twice is kept once.
     """
-    if not evidence:
-        return _abstain([])
-    calibration = calibration or load_calibration()
     texts = [e.text for e in evidence]
     top_score = max(e.score for e in evidence)
-    best: GroundedAnswer | None = None
-    first_candidate = ""
-    scored: set[tuple[int, int, int]] = set()
-    groups = [list(range(len(texts)))]
-    if len(texts) > 1:
-        groups += [[i] for i in range(min(per_source, len(texts)))]
-    for group in groups:
-        candidate = extract(r3, [texts[i] for i in group], question)
-        first_candidate = first_candidate or candidate
-        where = ground(candidate, [texts[i] for i in group], question) if candidate else None
+    everything = list(range(len(texts)))
+    groups = [everything] + ([[i] for i in range(min(per_source, len(texts)))] if len(texts) > 1 else [])
+    candidates = [(extract(r3, [texts[i] for i in group], question), group, True) for group in groups]
+    if free:
+        candidates.append((generate(r3, texts, question), everything, False))
+    out: list[GroundedAnswer] = []
+    seen: set[tuple[int, int, int]] = set()
+    for candidate, group, extracted in candidates:
+        where = _locate(candidate, [texts[i] for i in group], question, extracted) if candidate else None
         if where is None:
             continue
         n = group[where.source]
-        if (n, where.start, where.end) in scored:
+        if (n, where.start, where.end) in seen:
             continue
-        scored.add((n, where.start, where.end))
+        seen.add((n, where.start, where.end))
         answer = texts[n][where.start : where.end]
         logprob, pmi = likelihood(r3, texts, question, answer)
         values = features(top_score, logprob, pmi, question, texts[n])
-        confidence = calibration.confidence(values)
-        if best is None or confidence > best.confidence:
-            span = Source(evidence[n].id, texts[n], (where.start, where.end))
-            best = GroundedAnswer(answer, False, confidence, [span], answer, values)
-    if best is None:
-        return _abstain(evidence, first_candidate)
+        span = Source(evidence[n].id, texts[n], (where.start, where.end))
+        out.append(GroundedAnswer(answer, False, 0.0, [span], candidate, values))
+    return out
+
+
+def answer_question(r3: R3Mem, question: str, evidence: list[Evidence], calibration: Calibration | None = None,
+                    per_source: int = PER_SOURCE, free: bool = FREE_CANDIDATE) -> GroundedAnswer:
+    """Answer `question` from `evidence` (in the order the reader should see it), or abstain.
+
+    The most confident of the `located` candidates is answered if it clears the threshold."""
+    if not evidence:
+        return _abstain([])
+    calibration = calibration or load_calibration()
+    scored = [replace(c, confidence=calibration.confidence(c.features))
+              for c in located(r3, question, evidence, per_source, free)]
+    if not scored:
+        return _abstain(evidence)
+    best = max(scored, key=lambda c: c.confidence)  # the first of equals: the joint extraction
     if best.confidence < calibration.threshold:
         return _abstain(evidence, best.candidate, best.confidence, best.features)
     return best

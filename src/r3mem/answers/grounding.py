@@ -1,9 +1,11 @@
 """Grounding: the record, and the character span in it, that an answer was read from.
 
-An answer is grounded in a source when the source holds it verbatim (case-insensitive, on word
-boundaries), or else when one window of the source holds all its content words that the question
-does not; the shortest such window over all sources is the span, and its text is the answer. An
-answer with no content word ("the", "yes") is never grounded: any text would hold it.
+An extracted answer is grounded in a source when the source holds it verbatim (case-insensitive,
+on word boundaries), or else when one window of the source holds all its content words that the
+question does not; the shortest such window over all sources is the span, and its text is the
+answer (`ground`). A freely generated answer is anchored instead (`anchor`): it may add words no
+source holds, so its span is the shortest window of the source holding the most of its words.
+An answer with no content word ("the", "yes") is never grounded: any text would hold it.
 """
 
 from __future__ import annotations
@@ -73,6 +75,31 @@ def _shortest_window(needed: set[str], text: str) -> tuple[int, int] | None:
     return None if best is None else (tokens[best[0]].start(), tokens[best[1]].end())
 
 
+def _new_words(answer: str, question: str) -> set[str]:
+    """The answer's content words the question does not already hold (all of them if it holds every one)."""
+    own = set(content_words(answer.strip(_EDGE)))
+    return own - set(content_words(question)) or own
+
+
+def anchor(answer: str, texts: list[str], question: str = "") -> Grounding | None:
+    """The span of one source holding the most of the answer's new content words.
+
+    A 135M reader generating freely often finds the right turn and then restates or embroiders it
+    ("Rex is a famous British dog named Lionel"): the span keeps only what a source says ("Rex").
+    Ties go to the shorter span, then to the earlier source."""
+    needed = _new_words(answer, question)
+    best: tuple[tuple[int, int], Grounding] | None = None
+    for n, text in enumerate(texts):
+        held = needed & {m.group(0).lower() for m in words(text)}
+        span = _shortest_window(held, text) if held else None
+        if span is None:
+            continue
+        rank = (len(held), span[0] - span[1])
+        if best is None or rank > best[0]:
+            best = (rank, Grounding(n, *span))
+    return None if best is None else best[1]
+
+
 def ground(answer: str, texts: list[str], question: str = "") -> Grounding | None:
     """Where in `texts` the answer is supported, or None when nothing holds it.
 
@@ -83,7 +110,7 @@ def ground(answer: str, texts: list[str], question: str = "") -> Grounding | Non
     own = set(content_words(answer))
     if not own:
         return None
-    needed = own - set(content_words(question)) or own
+    needed = _new_words(answer, question)
     if needed == own:
         verbatim = _verbatim(answer, texts)
         if verbatim is not None:
