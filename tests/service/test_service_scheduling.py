@@ -85,6 +85,27 @@ def test_waiting_recalls_have_their_queries_embedded_in_one_batch():
         worker.close()
 
 
+def test_texts_that_arrive_while_a_batch_runs_wait_for_one_batch_of_their_own():
+    """Under steady load each call used to embed the one or two texts that came in during the last
+    call; a call already primed now runs without embedding, so the next batch holds every arrival."""
+    batches: list[list[str]] = []
+    worker = ModelWorker(prefetch=batches.append)
+    try:
+        release = _blocked(worker)
+        running, go_on = threading.Event(), threading.Event()
+        first = worker.submit(lambda: running.set() or go_on.wait(5), embed=("q0",))
+        second = worker.submit(lambda: None, embed=("q1",))
+        release.set()
+        assert running.wait(5)
+        later = [worker.submit(lambda: None, embed=(f"q{i}",)) for i in range(2, 5)]
+        go_on.set()
+        for future in [first, second, *later]:
+            future.result(5)
+        assert batches == [["q0", "q1"], ["q2", "q3", "q4"]]
+    finally:
+        worker.close()
+
+
 class CountingEmbedder:
     name = "counting"
 

@@ -6,12 +6,17 @@ files with transformers alone (`local_files_only`, safetensors only), so nothing
 sentence-transformers is not needed. Embeddings are mean-pooled over real tokens and
 L2-normalised, as the model was trained, so a dot product is a cosine similarity.
 
+On a CPU with native bfloat16 (AVX512-BF16 or AMX) the encoder runs under bf16 autocast: the
+query embedding is the service's main cost per recall, and bf16 halves it while every vector stays
+within 1e-4 of its float32 cosine (docs/reliability.md, *Throughput*). Elsewhere it runs in float32.
+
 The store writes one vector per record at add time and keeps the embedder's `name` beside it:
 a vector another embedder wrote is treated as missing and re-embedded, never compared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -47,24 +52,38 @@ def model_dir() -> Path:
     return Path(get_model_path())
 
 
+def native_bf16(device: str) -> bool:
+    """Whether bfloat16 matrix products run natively here (a CPU with AVX512-BF16 or AMX)."""
+    import torch
+
+    return device == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class MiniLM:
     """Sentence embeddings (n, 384) from the packaged MiniLM."""
 
     name = MINILM
 
-    def __init__(self, path: Path | None = None, device: str = "cpu") -> None:
+    def __init__(self, path: Path | None = None, device: str = "cpu", bf16: bool | None = None) -> None:
+        """`bf16`: run under bfloat16 autocast (None: where the CPU has it natively)."""
         from transformers import AutoModel, AutoTokenizer
 
         path = path or model_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True).to(device).eval()
         self.device = device
+        self.bf16 = native_bf16(device) if bf16 is None else bf16
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        import torch
+
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
 
     def encode_tensor(self, texts: list[str]) -> torch.Tensor:
         import torch
 
         out = []
-        with torch.no_grad():
+        with torch.no_grad(), self._precision():
             for start in range(0, len(texts), _BATCH):
                 batch = self.tokenizer(texts[start : start + _BATCH], padding=True, truncation=True,
                                        max_length=_MAX_LENGTH, return_tensors="pt").to(self.device)
