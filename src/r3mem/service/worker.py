@@ -163,7 +163,7 @@ class ModelWorker:
     @staticmethod
     def _take_texts(calls: list[_Call]) -> list[str]:
         """The texts of the calls not yet primed, which are then marked primed (under the lock)."""
-        texts = []
+        texts: list[str] = []
         for c in calls:
             if not c.primed:
                 texts.extend(c.embed)
