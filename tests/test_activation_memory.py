@@ -79,6 +79,29 @@ def test_bad_config_is_refused():
         am.ActivationConfig(budget=1)
     with pytest.raises(ValueError, match="invalid activation memory"):
         am.ActivationConfig(recent_share=1.0)
+    with pytest.raises(ValueError, match="invalid activation memory"):
+        am.ActivationConfig(reach=-1)
+
+
+def test_attention_from_near_queries_does_not_rank_an_entry():
+    """Two key heads; queries at text positions 100 and 101; reach 10: entries at 95..101 are near."""
+    attention = torch.ones(4, 2, 5)  # 4 query heads over 2 key heads
+    keys = torch.tensor([[0, 50, 95, 100, 101], [0, 20, 91, 92, 99]])
+    far = am._far_attention(attention, keys, torch.tensor([100, 101]), reach=10)
+    assert far[0].tolist() == [[1, 1, 0, 0, 0], [1, 1, 0, 0, 0]]
+    assert far[2].tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 0, 0]]  # 101 - 91 = 10 is far enough; 100 - 91 is not
+    assert torch.equal(far[1], far[0]) and torch.equal(far[3], far[2]), "query heads share their key head"
+
+
+def test_memory_remembers_where_each_entry_stood_in_the_text(lm, ids):
+    config = am.ActivationConfig(budget=8, recent_share=0.5, reach=16)
+    memory = am.fold_all(lm, ids[:200], 32, config)  # 200 % 32 = 8 tokens dropped: 192 folded
+    assert memory.folded == 192 and len(memory.positions) == len(memory.keys)
+    for placed in memory.positions:
+        assert placed.shape == (lm.config.num_key_value_heads, 8)
+        assert (placed[:, 0] == 0).all(), "the sink"
+        assert (placed[:, -4:] == torch.arange(188, 192)).all(), "the newest"
+        assert (placed.diff(dim=-1) > 0).all()
 
 
 def test_sparing_the_newest_entries_leaves_them_unbiased():

@@ -8,7 +8,10 @@ history has written, and the LM reads them as `budget` positions in front of the
 The memory is folded segment by segment, recurrently: each segment is read with the current
 memory in front of it, so what the memory holds shapes the new keys and values; then each head
 keeps its first entry (the attention sink), its `recent` newest entries, and the entries the
-segment's last `observe` queries attended to most (a per-head choice, as in SnapKV). Kept keys
+segment's last `observe` queries attended to most from at least `reach` tokens away (a per-head
+choice, as in SnapKV). The reach matters because every memory entry is read from afar: the raw
+tail (W - k tokens) lies between it and the text being predicted, so the attention queries pay to
+their own neighbours, most of what they pay, says nothing about what is worth keeping. Kept keys
 are re-rotated (RoPE) to positions 0..m-1, so the reader sees a contiguous prefix whatever the
 history's length. When reading, attention to memory entries is lowered by `bias` (a logit
 offset), which keeps far-away text from passing for the sentence just before the tail.
@@ -38,9 +41,11 @@ class ActivationConfig:
     observe: int = 32  # queries at a segment's end whose attention ranks the entries
     bias: float = 1.0  # logit offset subtracted from attention to memory (not the sink)
     spare_newest: bool = False  # True: the newest entries (the text just before the tail) keep no bias
+    reach: int = 128  # attention from queries fewer tokens away than this does not rank an entry; 0: all does
 
     def __post_init__(self) -> None:
-        if self.budget < 2 or not 0 <= self.recent_share < 1 or self.observe < 1 or self.bias < 0:
+        if (self.budget < 2 or not 0 <= self.recent_share < 1 or self.observe < 1 or self.bias < 0
+                or self.reach < 0):
             raise ValueError(f"invalid activation memory config: {self}")
 
     @property
@@ -50,10 +55,13 @@ class ActivationConfig:
 
 @dataclass(frozen=True)
 class ActivationMemory:
-    """Per layer, keys and values (1, kv_heads, m, head_dim) at positions 0..m-1."""
+    """Per layer, keys and values (1, kv_heads, m, head_dim) at positions 0..m-1, and where each
+    entry stood in the text (kv_heads, m); `folded` tokens of text have been read into it."""
 
     keys: tuple[Tensor, ...]
     values: tuple[Tensor, ...]
+    positions: tuple[Tensor, ...] = ()
+    folded: int = 0
 
     @property
     def size(self) -> int:
@@ -67,7 +75,7 @@ class ActivationMemory:
         return cache
 
 
-EMPTY = ActivationMemory((), ())
+EMPTY = ActivationMemory((), (), (), 0)
 
 
 @contextmanager
@@ -88,6 +96,14 @@ def _rotate(keys: Tensor, delta: Tensor, inv_freq: Tensor) -> Tensor:
     half = keys.shape[-1] // 2
     turned = torch.cat([-keys[..., half:], keys[..., :half]], -1)
     return (keys * angle.cos().to(keys.dtype) + turned * angle.sin().to(keys.dtype))
+
+
+def _far_attention(attention: Tensor, key_positions: Tensor, query_positions: Tensor, reach: int) -> Tensor:
+    """(heads, q, n) attention with what queries pay entries fewer than `reach` tokens back zeroed.
+
+    `key_positions` (kv_heads, n) and `query_positions` (q,) are places in the text."""
+    near = (query_positions[None, :, None] - key_positions[:, None, :]) < reach  # (kv_heads, q, n)
+    return attention.masked_fill(near.repeat_interleave(attention.shape[0] // key_positions.shape[0], 0), 0.0)
 
 
 def _choose(scores: Tensor, budget: int, recent: int) -> Tensor:
@@ -115,18 +131,27 @@ def fold(model: CausalLM, memory: ActivationMemory, segment: Sequence[int],
                     output_attentions=True, use_cache=True)
     inv_freq = model.model.rotary_emb.inv_freq
     kv_heads = model.config.num_key_value_heads
-    keys, values = [], []
-    for layer, attention in zip(out.cache.layers, out.attentions, strict=True):
+    length = ids.shape[1]
+    here = torch.arange(memory.folded, memory.folded + length, device=device)  # the segment's places in the text
+    observers = here[-config.observe :]
+    keys, values, positions = [], [], []
+    for n_layer, (layer, attention) in enumerate(zip(out.cache.layers, out.attentions, strict=True)):
         k, v = layer.keys[0], layer.values[0]  # (h, n, d)
         n = k.shape[1]
+        placed = here.expand(kv_heads, length)
+        if m:
+            placed = torch.cat([memory.positions[n_layer], placed], 1)  # (h, n)
         observed = attention[0, :, -config.observe :].float()  # (heads, q, n)
+        if config.reach:
+            observed = _far_attention(observed, placed, observers, config.reach)
         scores = observed.reshape(kv_heads, -1, n).sum(1)  # grouped query heads share a key head
         index = _choose(scores, config.budget, config.recent).to(device)  # (h, b)
         gather = index.unsqueeze(-1).expand(-1, -1, k.shape[-1])
         delta = torch.arange(index.shape[1], device=device) - index  # new position - old position
         keys.append(_rotate(k.gather(1, gather), delta, inv_freq).unsqueeze(0))
         values.append(v.gather(1, gather).unsqueeze(0))
-    return ActivationMemory(tuple(keys), tuple(values))
+        positions.append(placed.gather(1, index))
+    return ActivationMemory(tuple(keys), tuple(values), tuple(positions), memory.folded + length)
 
 
 def fold_all(model: CausalLM, ids: Sequence[int], segment_len: int,
