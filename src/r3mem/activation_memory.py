@@ -8,10 +8,11 @@ history has written, and the LM reads them as `budget` positions in front of the
 The memory is folded segment by segment, recurrently: each segment is read with the current
 memory in front of it, so what the memory holds shapes the new keys and values; then each head
 keeps its first entry (the attention sink), its `recent` newest entries, and the entries the
-segment's last `observe` queries attended to most from at least `reach` tokens away (a per-head
-choice, as in SnapKV). The reach matters because every memory entry is read from afar: the raw
-tail (W - k tokens) lies between it and the text being predicted, so the attention queries pay to
-their own neighbours, most of what they pay, says nothing about what is worth keeping. Kept keys
+segment's last `observe` queries attended to most (a per-head choice, as in SnapKV). With
+`reach`, only attention from at least that many tokens away counts: every memory entry is read
+from afar (the raw tail lies between it and the text being predicted), and what queries pay their
+own neighbours says little about what is worth keeping. It helped on the tuning texts and not on
+the held-out ones at 4,096 tokens of history (docs/retention.md), so it is off by default. Kept keys
 are re-rotated (RoPE) to positions 0..m-1, so the reader sees a contiguous prefix whatever the
 history's length. When reading, attention to memory entries is lowered by `bias` (a logit
 offset), which keeps far-away text from passing for the sentence just before the tail.
@@ -41,7 +42,7 @@ class ActivationConfig:
     observe: int = 32  # queries at a segment's end whose attention ranks the entries
     bias: float = 1.0  # logit offset subtracted from attention to memory (not the sink)
     spare_newest: bool = False  # True: the newest entries (the text just before the tail) keep no bias
-    reach: int = 128  # attention from queries fewer tokens away than this does not rank an entry; 0: all does
+    reach: int = 0  # attention from queries fewer tokens away than this does not rank an entry; 0: all does
 
     def __post_init__(self) -> None:
         if (self.budget < 2 or not 0 <= self.recent_share < 1 or self.observe < 1 or self.bias < 0
