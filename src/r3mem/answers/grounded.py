@@ -55,7 +55,7 @@ class GroundedAnswer:
     abstained: bool
     confidence: float
     sources: list[Source]
-    candidate: str = ""  # what the extraction produced, kept even when abstaining (for evaluation)
+    candidate: str = ""  # the reader's own words before locating (extraction or free answer), kept when abstaining
     features: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
