@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
+def native_bf16(device: str) -> bool:
+    """Whether bfloat16 matrix products run natively here (a CPU with AVX512-BF16 or AMX)."""
+    import torch
+
+    return device == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def run_info() -> dict[str, Any]:
     """Where and when a result was measured, stored with it."""
     import torch

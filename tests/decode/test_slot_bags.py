@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from r3mem.decode.slot_bags import recover_bags, remaining_counts
+from r3mem.decode.slot_bags import left_in_bag, recover_bags
 
 
 def table(vocab=300, dim=64, seed=0):
@@ -35,11 +35,13 @@ def test_pursuit_rejects_mismatched_shapes():
         recover_bags(torch.zeros(3, 8), torch.tensor([1, 2]), table(dim=8))
 
 
-def test_remaining_counts_subtract_only_the_tokens_written_in_the_bags_chunk():
+def test_a_token_stays_in_its_bag_until_written_in_the_bags_chunk_as_often_as_the_bag_holds_it():
     bags = torch.tensor([[4, 4, 7], [2, -1, -1]])
     written = torch.tensor([[4, 9, 7], [2, 2, 5]])
     in_chunk = torch.tensor([[True, True, False], [False, True, True]])
-    left = remaining_counts(bags, written, in_chunk, vocab=10)
-    assert left[0].tolist() == [0, 0, 0, 0, 1, 0, 0, 1, 0, -1]  # one 4 written; 7 was another chunk's
-    assert left[1].tolist() == [0, 0, 0, 0, 0, -1, 0, 0, 0, 0]  # the one 2 used up, 5 never in the bag
-    assert torch.equal(remaining_counts(bags, written[:, :0], in_chunk[:, :0], 10)[0, [4, 7]], torch.tensor([2., 1.]))
+    tokens, left = left_in_bag(bags, written, in_chunk)
+    assert tokens[0].tolist() == [4, 4, 7]
+    assert left[0].tolist() == [1, 0, 1]  # one of two 4s written, counted once; 7 was another chunk's
+    assert left[1].tolist() == [0, 0, 0]  # the one 2 used up; padding is never in the bag
+    _, fresh = left_in_bag(bags, written[:, :0], in_chunk[:, :0])
+    assert fresh.tolist() == [[1, 0, 1], [1, 0, 0]]  # each distinct token once, however often held

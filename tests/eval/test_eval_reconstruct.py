@@ -64,6 +64,11 @@ def test_json_rows_and_plot(monkeypatch, tiny, tmp_path, text_file, capsys):
         row = next(r for r in result["rows"] if r["method"] == "truncate" and r["ratio"] == x["ratio"])
         assert x["token_accuracy"] == row["token_accuracy"]  # each segment scores exactly k / L
         assert x["source"] in sources and x["reconstruction"] != x["source"]
+    # every segment's accuracy, whose mean is the row's: two runs then compare segment by segment
+    per_segment = result["segment_token_accuracy"]
+    assert [(x["method"], x["ratio"]) for x in per_segment] == [(r["method"], r["ratio"]) for r in result["rows"]]
+    for x, row in zip(per_segment, result["rows"], strict=True):
+        assert len(x["token_accuracy"]) == 3 and sum(x["token_accuracy"]) / 3 == pytest.approx(row["token_accuracy"])
 
 
 def test_segment_len_longer_than_checkpoint_is_refused(monkeypatch, tiny, text_file, capsys):

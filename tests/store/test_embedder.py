@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from r3mem.store.embedder import MiniLM, native_bf16
+from r3mem.machine import native_bf16
+from r3mem.store.embedder import MiniLM
 
 TEXTS = ["Where is Anna flying on 12 May, and what did the room in Lyon cost?", "My dog is called Rex.",
          "a much longer text about the sea, the ships and the harbour " * 12, "x"]

@@ -1,8 +1,9 @@
 """Expansion by beam search or sampling: (B, m, d) memories read back into token ids.
 
-The reader is the memory network's `expand` adapter; transformers' `generate` runs the search, with
-pool guidance (`r3mem.decode.pool_guidance`) as a logits processor and the request's deadline checked
-between steps (`r3mem.bounds`).
+The reader is the memory network's `expand` adapter, or for inference the LM with it merged in
+(`r3mem.decode.reader`). Beam search is r3mem's own loop (`r3mem.decode.beam_search`), with pool
+guidance (`r3mem.decode.pool_guidance`) charging each step and the request's deadline checked between
+steps (`r3mem.bounds`); sampling for cycle-consistent selection runs through transformers' `generate`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from transformers import GenerationConfig, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 
 from r3mem.base_model import embedding_table
 from r3mem.bounds import step_processors
+from r3mem.decode.beam_search import beam_search
 from r3mem.decode.options import Decoding
 from r3mem.decode.pool_guidance import PoolGuide
 from r3mem.memory_net import MemoryNetwork
@@ -26,15 +28,28 @@ GREEDY = Decoding(beams=1, samples=0, guidance=0.0)
 
 @torch.no_grad()
 def generate(network: MemoryNetwork, memory: Tensor, n_tokens: int, decoding: Decoding = GREEDY,
-             marker: str = "segment", lengths: Sequence[int] | None = None) -> Tensor:
+             marker: str = "segment", lengths: Sequence[int] | None = None,
+             reader: PreTrainedModel | None = None) -> Tensor:
     """(B, m, d) memory -> (B, n_tokens) token ids: the top beam of `decoding.beams` (1: greedy).
 
     The length is known from the memory's metadata, so generation runs for exactly n_tokens and never
-    stops early at an end-of-text token. `decoding.samples` is not read here: cycle-consistent
-    selection (`r3mem.decode.cycle_decoding`) draws them.
+    stops early at an end-of-text token. `reader` is the LM with the expand adapter merged in
+    (`r3mem.decode.reader`), for inference; without it the search reads through the adapter.
+    `decoding.samples` is not read here: cycle-consistent selection (`r3mem.decode.cycle_decoding`)
+    draws them.
     """
-    settings = GenerationConfig(num_beams=decoding.beams)
-    return candidates(network, memory, n_tokens, settings, decoding, marker, lengths)[:, 0]
+    empty = torch.empty(memory.shape[0], 0, network.hidden_size, device=memory.device)
+    prefix = network.read_inputs(memory, marker, empty.to(network.embed_dtype))  # (B, m+1, d)
+    guide = None
+    if decoding.guidance:
+        rows = [n_tokens] * memory.shape[0] if lengths is None else lengths
+        guide = PoolGuide(memory, rows, embedding_table(network.causal_lm), decoding.guidance, decoding.spread,
+                          decoding.bag, torch.float32 if reader is None else reader.dtype).charge
+    if reader is not None:
+        return beam_search(reader, prefix, n_tokens, decoding.beams, charge=guide)
+    with network.adapter("expand"):
+        return beam_search(network.causal_lm, prefix, n_tokens, decoding.beams, charge=guide,
+                           resume=lambda: network.lm.set_adapter("expand"))
 
 
 @torch.no_grad()

@@ -53,7 +53,7 @@ from transformers import LogitsProcessor
 
 from r3mem.chunking import chunk_index
 from r3mem.decode.options import DEFAULT_BAG, DEFAULT_SPREAD
-from r3mem.decode.slot_bags import recover_bags, remaining_counts
+from r3mem.decode.slot_bags import left_in_bag, recover_bags
 
 
 class PoolGuide(LogitsProcessor):
@@ -67,7 +67,8 @@ class PoolGuide(LogitsProcessor):
     """
 
     def __init__(self, memory: Tensor, lengths: Sequence[int], embeddings: Tensor, strength: float,
-                 spread: float = DEFAULT_SPREAD, bag: float = DEFAULT_BAG) -> None:
+                 spread: float = DEFAULT_SPREAD, bag: float = DEFAULT_BAG,
+                 product_dtype: torch.dtype = torch.float32) -> None:
         batch, slots, _ = memory.shape
         if len(lengths) != batch or min(lengths) < 1:
             raise ValueError(f"need one positive segment length per memory row, got {list(lengths)!r}")
@@ -80,39 +81,60 @@ class PoolGuide(LogitsProcessor):
         self.spread = spread
         self.embeddings = embeddings.float()  # (V, d)
         self.square_norms = self.embeddings.pow(2).sum(-1)  # (V,)
+        # (V, d + 1) rows [e_v, ||e_v||^2]: what a token's charge depends on is one product with this
+        # (`charge`), run in `product_dtype` (bfloat16 beside a bfloat16 reader: it is the step's largest product)
+        self.augmented = torch.cat([self.embeddings, self.square_norms.unsqueeze(1)], 1).to(product_dtype)
         self.lengths = torch.tensor(list(lengths), device=memory.device)  # (B,)
         # (B, width) chunk of each position, as `chunk_pool` cut it; -1 past a row's length
         self.chunk_of = chunk_index(self.lengths, int(self.lengths.max()), slots)
         counts = torch.stack([(self.chunk_of == j).sum(1) for j in range(slots)], 1).clamp(min=1)  # (B, m)
         self.counts = counts.float()
+        self.widest = int(counts.max())  # the longest chunk: no chunk reaches further back than this
         self.targets = memory.float() * self.counts.sqrt().unsqueeze(-1)  # (B, m, d) chunk sums
         # (B, m, width) the tokens pursuit reads in each slot, -1 padded; only when charged for
         self.bags = (recover_bags(self.targets.reshape(batch * slots, -1), counts.reshape(-1), self.embeddings)
                      .reshape(batch, slots, -1) if bag else None)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        rows, step = input_ids.shape
-        batch = self.lengths.shape[0]
-        memory_of = torch.arange(rows, device=scores.device) // max(1, rows // batch)  # (rows,)
+        rows = input_ids.shape[0]
+        memory_of = torch.arange(rows, device=scores.device) // max(1, rows // self.lengths.shape[0])  # (rows,)
+        return cast(torch.FloatTensor, self.charge(input_ids, scores, memory_of))
+
+    def charge(self, input_ids: Tensor, scores: Tensor, memory_of: Tensor) -> Tensor:
+        """`scores` (rows, V) less each next token's charge, row i expanding memory `memory_of[i]` and
+        having written `input_ids[i]` so far."""
+        step = input_ids.shape[1]
         if step >= self.chunk_of.shape[1]:
             return scores
         chunk = self.chunk_of[memory_of, step]  # (rows,)
         following = self.chunk_of[memory_of, step + 1] if step + 1 < self.chunk_of.shape[1] else None
         # a chunk's last token pays its whole distance from the slot, less what earlier tokens paid
         last = (chunk >= 0) & (True if following is None else following != chunk)
+        active = (chunk >= 0).float()  # rows past their own length are not charged
         slot = chunk.clamp(min=0)
         full = self.targets[memory_of, slot]  # (rows, d): the chunk's sum as the slot holds it
-        remainder = full
-        written = self.chunk_of[memory_of, :step] == slot.unsqueeze(1)  # (rows, step)
-        if step:
-            remainder = full - (self.embeddings[input_ids] * written.unsqueeze(-1)).sum(1)
-        count = self.counts[memory_of, slot].unsqueeze(1)  # (rows, 1)
-        left = remainder.pow(2).sum(-1, keepdim=True)  # ||R||^2
-        moved = self.square_norms - 2 * remainder @ self.embeddings.T  # ||R - e_v||^2 - ||R||^2
-        paid = self.spread * (left - full.pow(2).sum(-1, keepdim=True))  # what this chunk's earlier tokens paid
-        charge = torch.where(last.unsqueeze(1), left + moved - paid, self.spread * moved) / count
-        charge = self.strength * charge
+        # only the current chunk's tokens count, and a chunk is at most `widest` tokens long
+        recent = input_ids[:, max(0, step - self.widest):].long()
+        written = self.chunk_of[memory_of, step - recent.shape[1]:step] == slot.unsqueeze(1)  # (rows, <= widest)
+        remainder = full - (self.embeddings[recent] * written.unsqueeze(-1)).sum(1) if step else full  # R, (rows, d)
+        count = self.counts[memory_of, slot]  # (rows,)
+        left = remainder.pow(2).sum(-1)  # ||R||^2
+        paid = self.spread * (left - full.pow(2).sum(-1))  # what this chunk's earlier tokens paid
+        # charge(v) = a * moved(v) + b, with moved(v) = ||R - e_v||^2 - ||R||^2 = ||e_v||^2 - 2 R.e_v:
+        # the spread share of moved before the last token, the rest (left + moved - paid) at it
+        a = self.strength * active * torch.where(last, 1.0, self.spread) / count
+        b = self.strength * active * torch.where(last, left - paid, 0.0) / count
         if self.bags is not None:
-            left = remaining_counts(self.bags[memory_of, slot], input_ids, written, self.embeddings.shape[0])
-            charge = charge + self.bag * (left <= 0)
-        return cast(torch.FloatTensor, scores - charge * (chunk >= 0).unsqueeze(1))
+            b = b + self.bag * active  # every token pays the bag charge; tokens still in the bag get it back
+        # one product gives every row's charge over the vocabulary; the part shared by a row's tokens
+        # (b) stays in float32, since beams are ranked against each other by it
+        shifted = scores - b.unsqueeze(1)
+        coefficients = torch.cat([-2 * a.unsqueeze(1) * remainder, a.unsqueeze(1)], 1).to(self.augmented.dtype)
+        if self.augmented.dtype == shifted.dtype:
+            out = torch.addmm(shifted, coefficients, self.augmented.T, alpha=-1)
+        else:
+            out = shifted.sub_(coefficients @ self.augmented.T)
+        if self.bags is not None:
+            tokens, refund = left_in_bag(self.bags[memory_of, slot], recent, written)
+            out.scatter_add_(1, tokens, refund * self.bag * active.unsqueeze(1))
+        return out

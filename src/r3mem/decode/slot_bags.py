@@ -44,13 +44,15 @@ def recover_bags(sums: Tensor, counts: Tensor, embeddings: Tensor) -> Tensor:
     return bags
 
 
-def remaining_counts(bags: Tensor, written: Tensor, written_mask: Tensor, vocab: int) -> Tensor:
-    """(rows, width) bags less the tokens already written -> (rows, V) how many of each token are left.
+def left_in_bag(bags: Tensor, written: Tensor, written_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(rows, width) bags less the tokens already written -> (rows, width) token ids and (rows, width)
+    1.0 where that token is still in its bag (once per distinct token), else 0.0.
 
     `written` (rows, T) are token ids, `written_mask` (rows, T) marks those that belong to the bag's
-    chunk. A count at or below 0 means the token is not (or no longer) in the bag."""
-    left = torch.zeros(bags.shape[0], vocab, device=bags.device)
-    left.scatter_add_(1, bags.clamp(min=0), (bags >= 0).float())
-    if written.shape[1]:
-        left.scatter_add_(1, written, -written_mask.float())
-    return left
+    chunk; -1 pads a bag. A token written as often as its bag holds it is no longer in the bag."""
+    valid = bags >= 0
+    same = (bags.unsqueeze(2) == bags.unsqueeze(1)) & valid.unsqueeze(1)  # (rows, width, width)
+    held = same.sum(2)  # how often each entry's token is in its bag
+    used = ((bags.unsqueeze(2) == written.unsqueeze(1)) & written_mask.unsqueeze(1)).sum(2)  # (rows, width)
+    first = ~torch.tril(same, diagonal=-1).any(2)  # no earlier entry holds the same token
+    return bags.clamp(min=0), (valid & first & (held > used)).float()

@@ -202,7 +202,7 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
         raise InvalidInput(f"{args.data} holds no full segment of {segment_len} tokens")
     extractor = RuleEntityExtractor()
     entities = [[e.text for e in extractor.extract(r3.detokenize(seg))] for seg in segments]
-    rows, samples = [], []
+    rows, samples, per_segment = [], [], []
     for method in methods:
         for ratio, k in budget.items():
             desc = f"{method} x{ratio}"
@@ -212,6 +212,9 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
                 module = importlib.import_module(f"r3mem.eval.baselines.{method}")
                 scores = baseline_scores(r3, module, segments, k, entities, desc)
             rows.append(average(method, ratio, scores))
+            # every segment's accuracy, so two runs on the same segments compare pairwise
+            per_segment.append({"method": method, "ratio": ratio,
+                                "token_accuracy": [s["token_accuracy"] for s in scores]})
             samples += [{"method": method, "ratio": ratio, "segment": i,
                          **{key: s[key] for key in ("token_accuracy", "aligned_token_accuracy", "source",
                                                     "reconstruction")}}
@@ -220,7 +223,8 @@ def run(args: argparse.Namespace, r3) -> EvalResult:
                       model=r3.base.name, rows=rows,
                       extra={"segment_len": segment_len, "segments": len(segments), "trained": r3.trained,
                              **decoding.record(),
-                             "budget_tokens": {str(r): k for r, k in budget.items()}, "samples": samples})
+                             "budget_tokens": {str(r): k for r, k in budget.items()}, "samples": samples,
+                             "segment_token_accuracy": per_segment})
 
 
 def plot(result: EvalResult, path: Path) -> None:

