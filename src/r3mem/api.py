@@ -17,9 +17,8 @@ from r3mem.config import MemoryConfig
 from r3mem.context_memory import ContextConfig, ContextReader
 from r3mem.decode.expand import expand_batch
 from r3mem.decode.options import DEFAULT_DECODING, Decoding
-from r3mem.decode.reader import merged_reader
+from r3mem.decode.reader import merged_reader, reader_dtype
 from r3mem.errors import CheckpointMismatch, InvalidInput
-from r3mem.machine import native_bf16
 from r3mem.memory_file import Memory
 from r3mem.memory_net import MemoryNetwork
 from r3mem.retrieval_key import KeyHead
@@ -285,10 +284,9 @@ class R3Mem:
     def expansion_reader(self) -> PreTrainedModel:
         """The LM with the expand adapter merged in (`r3mem.decode.reader`), made on first use: a
         process that never expands does not pay for the copy. In bfloat16 where this CPU multiplies
-        it natively (about twice as fast, at the fidelity `docs/decoding.md#speed` reports)."""
+        it natively, unless `$R3MEM_EXPAND_DTYPE` says otherwise (`reader_dtype`)."""
         if self._expansion_reader is None:
-            dtype = torch.bfloat16 if native_bf16(self.device.type) else torch.float32
-            self._expansion_reader = merged_reader(self.network, dtype)
+            self._expansion_reader = merged_reader(self.network, reader_dtype(self.device.type))
         return self._expansion_reader
 
     def expand(self, memory: Memory, segment: int | None = None, progress: bool = False,

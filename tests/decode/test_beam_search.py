@@ -12,7 +12,9 @@ from r3mem.decode.beam import generate
 from r3mem.decode.beam_search import beam_search
 from r3mem.decode.options import Decoding
 from r3mem.decode.pool_guidance import PoolGuide
-from r3mem.decode.reader import ReorderedCache, decode_attention, merged_reader
+from r3mem.decode.reader import DTYPE_VARIABLE, ReorderedCache, decode_attention, merged_reader, reader_dtype
+from r3mem.errors import InvalidInput
+from r3mem.machine import native_bf16
 
 
 def _prefix(tiny):
@@ -109,3 +111,16 @@ def test_nothing_to_generate_is_an_empty_row_per_memory(tiny):
     net, _, prefix = _prefix(tiny)
     with net.adapter("expand"):
         assert beam_search(net.causal_lm, prefix, 0, 4).shape == (2, 0)
+
+
+def test_the_reader_runs_in_the_dtype_the_environment_names_else_in_native_bfloat16(monkeypatch, tiny):
+    monkeypatch.setenv(DTYPE_VARIABLE, "float32")
+    assert reader_dtype("cpu") == torch.float32 and tiny.expansion_reader.dtype == torch.float32
+    monkeypatch.setenv(DTYPE_VARIABLE, "bfloat16")
+    assert reader_dtype("cpu") == torch.bfloat16
+    monkeypatch.setenv(DTYPE_VARIABLE, "fp8")
+    with pytest.raises(InvalidInput, match="R3MEM_EXPAND_DTYPE must be one of float32, bfloat16, got 'fp8'"):
+        reader_dtype("cpu")
+    monkeypatch.delenv(DTYPE_VARIABLE)
+    assert reader_dtype("cpu") == (torch.bfloat16 if native_bf16("cpu") else torch.float32)
+    assert reader_dtype("cuda") == torch.float32

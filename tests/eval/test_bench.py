@@ -12,4 +12,4 @@ def test_bench_reports_the_fidelity_of_the_expansions_it_timed(monkeypatch, tiny
         assert 0.0 <= result[key] <= 1.0
     assert result["expand_dtype"] == str(tiny.expansion_reader.dtype).removeprefix("torch.")
     table = bench.format_table(result)
-    assert f"{result['expand_token_accuracy']:.3f}" in table and "bench text, not held out" in table
+    assert f"{result['expand_token_accuracy']:.3f}" in table and "(bench text, not held out)" in table

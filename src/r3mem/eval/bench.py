@@ -77,9 +77,9 @@ def format_table(result: dict) -> str:
          f"{result.get('expand_dtype', 'float32')})",
          result["expand_tok_s"], "tok/s"),
         (f"expand throughput ({result['expand_tokens']} tokens, greedy)", result.get("expand_greedy_tok_s"), "tok/s"),
-        (f"expand token accuracy ({result.get('expand_beams', 1)} beams; bench text, not held out)",
+        (f"expand accuracy, {result.get('expand_beams', 1)} beams (bench text, not held out)",
          result.get("expand_token_accuracy"), ""),
-        ("expand token accuracy (greedy; bench text, not held out)", result.get("expand_greedy_token_accuracy"), ""),
+        ("expand accuracy, greedy (bench text, not held out)", result.get("expand_greedy_token_accuracy"), ""),
         ("peak RSS", result["peak_rss_mb"], "MB"),
     ]
     lines = [f"{'measure':<54} {'value':>10}  unit", "-" * 72]
