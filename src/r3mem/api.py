@@ -269,13 +269,14 @@ class R3Mem:
             raise InvalidInput("cycle-consistent selection (samples > 0) needs the memories each snapshot was "
                                "written from")
         out: list[list[int]] = []
+        reader = None if decoding.samples else self.expansion_reader  # sampling reads through the adapter
         bar = tqdm(total=len(token_counts), unit="seg", desc="expand", disable=not progress, leave=False)
         for start in range(0, len(token_counts), _EXPAND_BATCH):
             rows = slice(start, start + _EXPAND_BATCH)
             counts = token_counts[rows]
             reads = None if read_memories is None else read_memories[rows].to(self.device, torch.float32)
             out.extend(expand_batch(self.network, snapshots[rows].to(self.device, torch.float32), counts, decoding,
-                                    reads, None if digests is None else digests[rows], self.expansion_reader))
+                                    reads, None if digests is None else digests[rows], reader))
             bar.update(len(counts))
         bar.close()
         return out

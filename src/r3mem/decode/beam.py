@@ -38,13 +38,9 @@ def generate(network: MemoryNetwork, memory: Tensor, n_tokens: int, decoding: De
     `decoding.samples` is not read here: cycle-consistent selection (`r3mem.decode.cycle_decoding`)
     draws them.
     """
-    empty = torch.empty(memory.shape[0], 0, network.hidden_size, device=memory.device)
-    prefix = network.read_inputs(memory, marker, empty.to(network.embed_dtype))  # (B, m+1, d)
-    guide = None
-    if decoding.guidance:
-        rows = [n_tokens] * memory.shape[0] if lengths is None else lengths
-        guide = PoolGuide(memory, rows, embedding_table(network.causal_lm), decoding.guidance, decoding.spread,
-                          decoding.bag, torch.float32 if reader is None else reader.dtype).charge
+    prefix = _prefix(network, memory, marker)
+    pool_guide = _guide(network, memory, n_tokens, decoding, lengths, torch.float32 if reader is None else reader.dtype)
+    guide = None if pool_guide is None else pool_guide.charge
     if reader is not None:
         return beam_search(reader, prefix, n_tokens, decoding.beams, charge=guide)
     with network.adapter("expand"):
@@ -63,8 +59,7 @@ def candidates(network: MemoryNetwork, memory: Tensor, n_tokens: int, settings: 
     pools, `spread` and `bag` shape the charge); `lengths` are the rows' own segment lengths (default
     `n_tokens`), which place the chunks.
     """
-    empty = torch.empty(memory.shape[0], 0, network.hidden_size, device=memory.device)
-    prefix = network.read_inputs(memory, marker, empty.to(network.embed_dtype))  # (B, m+1, d)
+    prefix = _prefix(network, memory, marker)
     settings = copy.deepcopy(settings)
     settings.max_new_tokens = n_tokens
     settings.eos_token_id = None  # the length is known: never stop early
@@ -72,11 +67,26 @@ def candidates(network: MemoryNetwork, memory: Tensor, n_tokens: int, settings: 
     mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
     # a request's deadline stops it between steps, where the service may also run cheap calls
     processors = LogitsProcessorList(step_processors(resume=lambda: network.lm.set_adapter("expand")))
-    if decoding.guidance:
-        rows = [n_tokens] * memory.shape[0] if lengths is None else lengths
-        processors.append(PoolGuide(memory, rows, embedding_table(network.causal_lm), decoding.guidance,
-                                    decoding.spread, decoding.bag))
+    pool_guide = _guide(network, memory, n_tokens, decoding, lengths, torch.float32)
+    if pool_guide is not None:
+        processors.append(pool_guide)
     with network.adapter("expand"):
         out = network.causal_lm.generate(inputs_embeds=prefix, attention_mask=mask, generation_config=settings,
                                          logits_processor=processors)
     return out[:, -n_tokens:].reshape(memory.shape[0], settings.num_return_sequences or 1, n_tokens)
+
+
+def _prefix(network: MemoryNetwork, memory: Tensor, marker: str) -> Tensor:
+    """(B, m, d) memory -> (B, m+1, d): what the reader reads before the first generated token."""
+    empty = torch.empty(memory.shape[0], 0, network.hidden_size, device=memory.device)
+    return network.read_inputs(memory, marker, empty.to(network.embed_dtype))
+
+
+def _guide(network: MemoryNetwork, memory: Tensor, n_tokens: int, decoding: Decoding,
+           lengths: Sequence[int] | None, product_dtype: torch.dtype) -> PoolGuide | None:
+    """Pool guidance as `decoding` sets it (None when off), each row's chunks placed by its length."""
+    if not decoding.guidance:
+        return None
+    rows = [n_tokens] * memory.shape[0] if lengths is None else lengths
+    return PoolGuide(memory, rows, embedding_table(network.causal_lm), decoding.guidance, decoding.spread,
+                     decoding.bag, product_dtype)
