@@ -63,7 +63,8 @@ class PoolGuide(LogitsProcessor):
     and `embeddings` (V, d) the reader's input-embedding table; `spread` is the share of a chunk's
     distance paid before its last token and `bag` the nats charged to a token its chunk's recovered
     bag does not hold (0: no bag). Generation may run several rows per memory (beams,
-    samples): they are taken to be consecutive, as `generate` lays them out.
+    samples): `charge` is told which memory each row expands; as a transformers logits processor
+    (`__call__`) the rows are taken to be consecutive, as `generate` lays them out.
     """
 
     def __init__(self, memory: Tensor, lengths: Sequence[int], embeddings: Tensor, strength: float,
