@@ -3,13 +3,15 @@
 Reads the stores `r3mem eval locomo --stores DIR` filled. For every `--every`-th question of the
 `--fit` conversations it recalls the top `--top-k` turns (the store's default method), and records
 every candidate answer the grounded answerer locates in a source (`r3mem.answers.grounded.located`),
-with its features and its F1. Positive examples are candidates for categories 1-4 that score
-F1 > 0.3; negative ones are candidates for category 5 (adversarial). A logistic regression
-(Newton's method, a little L2, standardised features) separates them. The threshold is then
-chosen the way answers are given, the most confident candidate of each question: the one that
-maximises F1 over categories 1-4 among the thresholds that abstain on at least `--cat5` of
-category 5 (a margin over the floor's half, so held-out questions keep it; a question with no
-located candidate abstains whatever the threshold). Writes the calibration JSON.
+with its features and the F1 of the answer it gives (dated, for a "when" question). Positive
+examples are candidates for categories 1-4 that score F1 > 0.3; negative ones are candidates for
+category 5 (adversarial). A logistic regression (Newton's method, a little L2, standardised
+features) separates them. The threshold is then chosen the way answers are given, the most confident
+candidate of each question: the one that maximises F1 over categories 1-4 among the thresholds that
+abstain on at least `--cat5` of category 5 (a margin over the floor's half, so held-out questions
+keep it; a question with no located candidate abstains whatever the threshold) and that abstain on
+the README's hand-checked unanswerable question (`UNANSWERABLE`, asked through a fresh store as
+`r3mem ask` asks it). Writes the calibration JSON.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_answer_confidence.py --stores /tmp/stores \\
         --fit conv-26,conv-30 --every 2 --cache /tmp/answer-candidates.json \\
@@ -21,21 +23,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from r3mem.answers import Evidence
+from r3mem.answers import evidence_of
 from r3mem.answers.confidence import FEATURES, Calibration
-from r3mem.answers.grounded import located
+from r3mem.answers.grounded import dated, located
 from r3mem.api import R3Mem
 from r3mem.eval.locomo import NAMESPACE, load_locomo, questions
 from r3mem.eval.metrics import squad_f1
-from r3mem.store import MemoryStore
+from r3mem.store import MemoryStore, Namespace
 from r3mem.store.location import open_backend
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo" / "locomo_dev.json"
+# (what one user stored, what they ask): nothing stored answers it, and the README shows the abstention.
+UNANSWERABLE = [(["My cat is called Luna."], "What is my dog called?")]
+STEP = 0.01  # threshold grid
+ASK_TOP_K = 3  # records `MemoryStore.ask` reads by default
+MARGIN = 0.01  # the threshold clears the hand-checked questions' confidence by this much at least
 
 
 def collect(args: argparse.Namespace) -> list[dict]:
@@ -48,16 +56,35 @@ def collect(args: argparse.Namespace) -> list[dict]:
         store = MemoryStore(open_backend(f"sqlite:///{Path(args.stores) / (sample['sample_id'] + '.sqlite3')}"), r3)
         for n, q in enumerate(questions(sample, None)[:: args.every]):
             hits = store.recall(q.question, NAMESPACE, top_k=args.top_k)
-            evidence = [Evidence(h.record.id, h.text, h.score) for h in sorted(hits, key=lambda h: h.record.created_at)]
+            evidence = evidence_of(sorted(hits, key=lambda h: h.record.created_at))
             found = located(r3, q.question, evidence) if evidence else []
+            given = [dated(c, q.question, evidence) for c in found]  # the answer as `answer_question` gives it
             rows.append({"conversation": sample["sample_id"], "category": q.category, "question": q.question,
-                         "gold": q.answer, "candidates": [{"answer": c.answer, "features": c.features,
-                                                           "f1": squad_f1(c.answer or "", [q.answer])}
-                                                          for c in found]})
+                         "gold": q.answer, "texts": [e.text for e in evidence],
+                         "candidates": [{"answer": g.answer, "span_text": c.answer, "features": c.features,
+                                         "read": c.candidate, "source": c.sources[0].text,
+                                         "f1": squad_f1(g.answer or "", [q.answer])}
+                                        for c, g in zip(found, given, strict=True)]})
             print(n, q.category, repr(q.question), [(c["answer"], round(c["f1"], 2)) for c in rows[-1]["candidates"]],
                   flush=True)
         store.close()
     return rows
+
+
+def unanswerable_candidates(r3: R3Mem) -> list[list[dict]]:
+    """The features of every candidate `ask` locates for each `UNANSWERABLE` question, each asked of
+    a fresh store holding only its records."""
+    out = []
+    with tempfile.TemporaryDirectory() as folder:
+        for n, (records, question) in enumerate(UNANSWERABLE):
+            store = MemoryStore(open_backend(f"sqlite:///{Path(folder) / f'{n}.sqlite3'}"), r3)
+            user = Namespace(user=f"u{n}")
+            for text in records:
+                store.add(user, text=text)
+            evidence = evidence_of(store.recall(question, user, top_k=ASK_TOP_K))
+            out.append([c.features for c in located(r3, question, evidence)])
+            store.close()
+    return out
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
@@ -72,9 +99,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> np.ndarray:
     return w
 
 
-def choose_threshold(rows: list[dict], confidence, cat5_floor: float) -> float:
+def choose_threshold(rows: list[dict], confidence, cat5_floor: float, above: float) -> float:
     """The threshold maximising F1 over categories 1-4 when each question answers its most
-    confident candidate, among those abstaining on at least `cat5_floor` of category 5."""
+    confident candidate, among those abstaining on at least `cat5_floor` of category 5 and
+    lying above `above` (the hand-checked unanswerable questions' best confidence)."""
     best, best_f1 = 1.0, -1.0
     answerable = [r for r in rows if r["category"] != 5]
     adversarial = [r for r in rows if r["category"] == 5]
@@ -85,17 +113,18 @@ def choose_threshold(rows: list[dict], confidence, cat5_floor: float) -> float:
 
     tops_answerable, tops_adversarial = [top(r) for r in answerable], [top(r) for r in adversarial]
     print("threshold  f1(1-4)  abstained(1-4)  abstained(cat5)")
-    for t in np.round(np.arange(0.0, 0.96, 0.05), 2):
+    for t in np.round(np.arange(0.0, 0.96, STEP), 2):
         f1 = sum(f for c, f in tops_answerable if c >= t) / len(answerable)
         wrong = sum(c < t for c, _ in tops_answerable) / len(answerable)
         abstained = sum(c < t for c, _ in tops_adversarial) / len(adversarial)
-        print(f"{t:9.2f}  {f1:7.4f}  {wrong:14.3f}  {abstained:15.3f}")
-        if abstained >= cat5_floor and f1 > best_f1:
+        if round(t * 100) % 5 == 0:
+            print(f"{t:9.2f}  {f1:7.4f}  {wrong:14.3f}  {abstained:15.3f}")
+        if abstained >= cat5_floor and t >= above + MARGIN and f1 > best_f1:
             best, best_f1 = float(t), f1
     return best
 
 
-def fit(rows: list[dict], cat5_floor: float) -> Calibration:
+def fit(rows: list[dict], cat5_floor: float, unanswerable: list[list[dict]]) -> Calibration:
     candidates = [(r["category"], c) for r in rows for c in r["candidates"]]
     examples = [(category != 5, c) for category, c in candidates if category == 5 or c["f1"] > 0.3]
     x = np.array([[c["features"][f] for f in FEATURES] for _, c in examples])
@@ -110,7 +139,9 @@ def fit(rows: list[dict], cat5_floor: float) -> Calibration:
         z = ((np.array([values[f] for f in FEATURES]) - mean) / scale) @ w[:-1] + w[-1]
         return float(1 / (1 + np.exp(-z)))
 
-    threshold = choose_threshold(rows, confidence, cat5_floor)
+    above = max((confidence(c) for candidates in unanswerable for c in candidates), default=0.0)
+    print(f"hand-checked unanswerable questions: best candidate confidence {above:.3f}")
+    threshold = choose_threshold(rows, confidence, cat5_floor, above)
     print("threshold", threshold)
     return Calibration(FEATURES, tuple(mean.round(6).tolist()), tuple(scale.round(6).tolist()),
                        tuple(w[:-1].round(6).tolist()), round(float(w[-1]), 6), threshold)
@@ -135,7 +166,7 @@ def main() -> None:
         rows = collect(args)
         if args.cache:
             Path(args.cache).write_text(json.dumps(rows, indent=1))
-    calibration = fit(rows, args.cat5)
+    calibration = fit(rows, args.cat5, unanswerable_candidates(R3Mem.load(device="cpu")))
     if args.out:
         command = "OMP_NUM_THREADS=1 .venv/bin/python scripts/fit_answer_confidence.py " + " ".join(sys.argv[1:])
         data = {**calibration.as_dict(), "fitted_on": args.fit, "every": args.every, "top_k": args.top_k,

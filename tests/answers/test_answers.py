@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 import torch
 
@@ -140,7 +142,7 @@ def test_chat_acknowledges_a_statement_and_stores_both_turns(store):
 
 @pytest.mark.real_model
 def test_the_readme_example_with_the_default_model(real, tmp_path):
-    """Three stored facts, three questions: Rex, an abstention for Bob, and Lyon."""
+    """Three stored facts, three questions: Rex, an abstention for Bob, and Lyon; then a date."""
     alice, bob = Namespace(user="alice"), Namespace(user="bob")
     store = MemoryStore(open_backend(f"sqlite:///{tmp_path / 'readme.sqlite3'}"), real)
     store.add(alice, text="My dog is called Rex.")
@@ -150,6 +152,9 @@ def test_the_readme_example_with_the_default_model(real, tmp_path):
     bobs = store.ask("What is my dog called?", bob)
     assert bobs.abstained and bobs.answer is None and bobs.sources[0].text == "My cat is called Luna."
     assert store.ask("Where do I live?", alice).answer == "Lyon"
+    store.add(alice, text="I went to the dentist yesterday.")
+    yesterday = datetime.date.today() - datetime.timedelta(days=1)
+    assert store.ask("When did I go to the dentist?", alice).answer == f"{yesterday.day} {yesterday:%B %Y}"
     assert store.chat("What is my dog called?", alice).answer == "Your dog is called Rex."
     store.close()
 

@@ -9,6 +9,9 @@ Features (`FEATURES`, in this order):
   (its speaker prefix included).
 - `name_coverage`: the same for the question's names (capitalised words), 1 when it has none.
   LoCoMo's adversarial questions mostly ask about one speaker what the other one said.
+- `possession_held`: whether the supporting record speaks of what the question says someone has,
+  as theirs (`r3mem.answers.speakers`): "My cat is called Luna." does not answer "What is my dog
+  called?", nor does Caroline's "my grandma" answer a question about Melanie's grandma.
 
 The weights and the abstention threshold live in `calibration.json` beside this module, with
 the command that fitted them (`scripts/fit_answer_confidence.py`); docs/results.md has the figures.
@@ -18,29 +21,23 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 import numpy as np
 
-from r3mem.answers.grounding import STOPWORDS, words
+from r3mem.answers.grounding import STOPWORDS, stem, words
+from r3mem.answers.speakers import possession_held
 
-FEATURES = ("top_score", "logprob", "pmi", "question_coverage", "name_coverage")
-
-
-def _stem(word: str) -> str:
-    """A crude stem, so "realized" meets "realize" and "dogs" meets "dog"."""
-    word = word.lower().removesuffix("'s")
-    return re.sub(r"(ing|ed|es|s)$", "", word)[:6] if len(word) > 4 else word
+FEATURES = ("top_score", "logprob", "pmi", "question_coverage", "name_coverage", "possession_held")
 
 
 def _coverage(needed: list[str], text: str) -> float:
     if not needed:
         return 1.0
-    have = {_stem(m.group(0)) for m in words(text)}
-    return sum(_stem(w) in have for w in needed) / len(needed)
+    have = {stem(m.group(0)) for m in words(text)}
+    return sum(stem(w) in have for w in needed) / len(needed)
 
 
 def question_coverage(question: str, source: str) -> tuple[float, float]:
@@ -52,9 +49,11 @@ def question_coverage(question: str, source: str) -> tuple[float, float]:
 
 
 def features(top_score: float, logprob: float, pmi: float, question: str, source: str) -> dict[str, float]:
+    """`FEATURES` of an answer read from `source`."""
     coverage, names = question_coverage(question, source)
     return {"top_score": top_score, "logprob": max(logprob, -20.0), "pmi": max(min(pmi, 20.0), -20.0),
-            "question_coverage": coverage, "name_coverage": names}
+            "question_coverage": coverage, "name_coverage": names,
+            "possession_held": possession_held(question, source)}
 
 
 @dataclass(frozen=True)

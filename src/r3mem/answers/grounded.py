@@ -5,19 +5,25 @@ and free generation), locating it in a source (`grounding`: an extraction is gro
 anchored to the span that supports it) and confidence (`confidence`); the most confident candidate
 wins. It abstains (answer None) when no candidate is located in a source, or when the winner's
 confidence falls below the calibration's threshold; the sources are then the closest records,
-without spans. The answer is always a span of a source, never the reader's own words.
+without spans. The answer is always a span of a source, never the reader's own words, except
+that a "when" question is answered with the date the supporting record's words point to, read
+against its date (`when`: "yesterday" said on 8 May 2023 is "7 May 2023"), its span the words.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from r3mem.answers import when
 from r3mem.answers.confidence import Calibration, features, load_calibration
-from r3mem.answers.grounding import Grounding, anchor, ground
+from r3mem.answers.grounding import Grounding, admissible, anchor, ground
+from r3mem.answers.speakers import author_named
 
 if TYPE_CHECKING:  # the model stack loads to answer, not to read an answer (`r3mem ask --url`)
     from r3mem.api import R3Mem
+    from r3mem.store import Hit
 
 CLOSEST = 3  # records named when abstaining
 # Sources also read alone for a candidate of their own (one extra extraction each). Off: the
@@ -37,6 +43,12 @@ class Evidence:
     id: str
     text: str
     score: float
+    written: float | None = None  # when it was stored (Unix seconds): the date of a record with no stamp
+
+
+def evidence_of(hits: Iterable[Hit]) -> list[Evidence]:
+    """Recalled records, in the order given, as the answerer sees them."""
+    return [Evidence(h.record.id, h.text, h.score, h.record.created_at) for h in hits]
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,9 @@ def located(r3: R3Mem, question: str, evidence: list[Evidence], per_source: int 
     Candidates: the extraction from all sources read together; with `per_source` > 0, the
     extractions from each of the first `per_source` sources read alone (a small reader reading
     several records often copies a distracting one); with `free`, the free reader's answer. The
-    features of each are computed against all sources; a span found twice is kept once.
+    features of each are computed against all sources; a span found twice is kept once, and one
+    that is no answer (`grounding.admissible`) or that someone other than the person the question
+    is about said (`speakers.author_named`) not at all.
     """
     texts = [e.text for e in evidence]
     top_score = max(e.score for e in evidence)
@@ -132,7 +146,9 @@ def located(r3: R3Mem, question: str, evidence: list[Evidence], per_source: int 
         if where is None:
             continue
         n = group[where.source]
-        if (n, where.start, where.end) in seen:
+        if (n, where.start, where.end) in seen or not admissible(question, candidate, texts[n], where.start):
+            continue
+        if not author_named(question, texts[n], texts):  # asked about one person, said by another
             continue
         seen.add((n, where.start, where.end))
         answer = texts[n][where.start : where.end]
@@ -158,7 +174,19 @@ def answer_question(r3: R3Mem, question: str, evidence: list[Evidence], calibrat
     best = max(scored, key=lambda c: c.confidence)  # the first of equals: the joint extraction
     if best.confidence < calibration.threshold:
         return _abstain(evidence, best.candidate, best.confidence, best.features)
-    return best
+    return dated(best, question, evidence)
+
+
+def dated(answer: GroundedAnswer, question: str, evidence: list[Evidence]) -> GroundedAnswer:
+    """A "when" question's answer as the date its record points to (`when.resolve`), when it has one."""
+    source = answer.sources[0]
+    if not when.asks_when(question) or source.span is None:
+        return answer
+    written = next((e.written for e in evidence if e.id == source.id), None)
+    dated = when.resolve(source.text, source.span[0], written)
+    if dated is None:
+        return answer
+    return replace(answer, answer=dated.answer, sources=[replace(source, span=(dated.start, dated.end))])
 
 
 def describe(result: Answered) -> str:

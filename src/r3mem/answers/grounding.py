@@ -5,13 +5,17 @@ on word boundaries), or else when one window of the source holds all its content
 question does not; the shortest such window over all sources is the span, and its text is the
 answer (`ground`). A freely generated answer is anchored instead (`anchor`): it may add words no
 source holds, so its span is the shortest window of the source holding the most of its words.
-An answer with no content word ("the", "yes") is never grounded: any text would hold it.
+An answer with no content word ("the", "yes") is never grounded: any text would hold it, and a
+reading that only restates the question, or a span in a record's date stamp for a question that
+does not ask when, is no answer at all (`admissible`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from r3mem.answers import when
 
 _WORD = re.compile(r"\w+")
 _EDGE = " \t\n.,;:!?\"'()[]"
@@ -37,6 +41,12 @@ class Grounding:
 
 def words(text: str) -> list[re.Match[str]]:
     return list(_WORD.finditer(text))
+
+
+def stem(word: str) -> str:
+    """A crude stem, so "realized" meets "realize" and "dogs" meets "dog"."""
+    word = word.lower().removesuffix("'s")
+    return re.sub(r"(ing|ed|es|s)$", "", word)[:6] if len(word) > 4 else word
 
 
 def content_words(text: str) -> list[str]:
@@ -120,3 +130,19 @@ def ground(answer: str, texts: list[str], question: str = "") -> Grounding | Non
         return None
     n, (start, end) = min(spans, key=lambda s: s[1][1] - s[1][0])
     return Grounding(n, start, end)
+
+
+def says_something_new(reading: str, question: str) -> bool:
+    """Whether `reading` holds a content word the question does not, or picks between its options."""
+    fresh = set(content_words(reading.strip(_EDGE))) - set(content_words(question))
+    return bool(fresh) or re.search(r"\bor\b", question, re.IGNORECASE) is not None
+
+
+def admissible(question: str, reading: str, source: str, start: int) -> bool:
+    """Whether a reading located at character `start` of `source` can answer `question`: a reader
+    that restates the question has not answered it, and a record's date stamp says when it was
+    said, which answers only a question asking when."""
+    if not says_something_new(reading, question):
+        return False
+    stamp = when.record_date(source)
+    return stamp is None or when.asks_when(question) or start >= stamp[1][1]

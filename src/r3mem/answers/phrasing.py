@@ -54,6 +54,8 @@ def reply(result: Answered) -> str:
     source = result.sources[0]
     assert source.span is not None  # an answer always carries its span
     sentence = _ROLE.sub("", _sentence(source.text, *source.span))
+    if result.answer != source.text[source.span[0] : source.span[1]]:  # a date read from the words
+        return f'{result.answer}, from "{second_person(sentence) if _FIRST_PERSON.search(sentence) else sentence}"'
     if _FIRST_PERSON.search(sentence):
         return second_person(sentence)
     return f"{result.answer}."

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from r3mem import reader
-from r3mem.answers import Evidence, answer_question
+from r3mem.answers import answer_question, evidence_of
 from r3mem.api import R3Mem
 from r3mem.eval.metrics import squad_exact_match, squad_f1
 from r3mem.store import Hit
@@ -39,7 +39,7 @@ class Scored:
 def answer(r3: R3Mem, method: str, question: str, reference: str, context: str, hits: list[Hit]) -> Scored:
     """One question answered the way `method` answers; `hits` are the recalled turns in time order."""
     if method in GROUNDED:
-        got = answer_question(r3, question, [Evidence(h.record.id, h.text, h.score) for h in hits])
+        got = answer_question(r3, question, evidence_of(hits))
         prediction, abstained = got.answer or "", got.abstained
     else:
         prediction = reader.answer_from_text(r3, context, question)

@@ -482,18 +482,18 @@ class MemoryStore:
     def ask(self, question: str, namespace: Namespace, top_k: int = 3, method: str = DEFAULT_METHOD,
             decoding: Decoding = DEFAULT_DECODING) -> Answer:
         """Answer from the recalled records' texts only, or abstain (`r3mem.answers`)."""
-        from r3mem.answers import Evidence, answer_question
+        from r3mem.answers import answer_question, evidence_of
 
         check_text(question, "question")
         hits = self.recall(question, namespace, top_k=top_k, method=method, decoding=decoding)
-        got = answer_question(self.encoder.r3, question, [Evidence(h.record.id, h.text, h.score) for h in hits])
+        got = answer_question(self.encoder.r3, question, evidence_of(hits))
         return Answer(got.answer, got.abstained, got.confidence, got.sources, hits)
 
     def chat(self, message: str, namespace: Namespace, top_k: int = 3) -> Answer:
         """One assistant turn that remembers: a question is answered from the recalled records (never
         the assistant's own earlier replies) in the second person, or the reply says nothing
         remembered answers it; anything else is acknowledged. Both turns are then stored."""
-        from r3mem.answers import Evidence, answer_question, phrasing
+        from r3mem.answers import answer_question, evidence_of, phrasing
 
         check_text(message, "message")
         hits: builtins.list[Hit] = []
@@ -501,7 +501,7 @@ class MemoryStore:
         if phrasing.is_question(message) and self.backend.find(namespace, limit=1):
             hits = [h for h in self.recall(message, namespace, top_k=top_k + 3)
                     if not h.text.startswith("assistant:")][:top_k]
-            got = answer_question(self.encoder.r3, message, [Evidence(h.record.id, h.text, h.score) for h in hits])
+            got = answer_question(self.encoder.r3, message, evidence_of(hits))
         text = phrasing.reply(got) if phrasing.is_question(message) else phrasing.ACKNOWLEDGE
         self.add(namespace, messages=[{"role": "user", "content": message}, {"role": "assistant", "content": text}])
         return Answer(text, got.abstained, got.confidence, got.sources, hits)
