@@ -181,6 +181,17 @@ def test_grounded_answers_abstain_where_free_generation_answers(data, tmp_path, 
     assert row(result, "r3mem", "1-4")["abstained"] == 0.25 and row(result, "r3mem", "1-4")["n"] == 4
     assert row(result, "r3mem", 2)["f1"] == row(result, "r3mem", 2)["exact_match"] == 1.0
     assert row(result, "r3mem", "all")["recall_at_k"] == row(result, "r3mem_free", "all")["recall_at_k"]
+    paired = result["paired_f1"]  # the same questions of both conversations, right and wrong alike
+    assert [(p["method"], p["against"], p["f1_diff"], p["n"]) for p in paired] == [("r3mem", "r3mem_free", 0.0, 4)]
+
+
+def test_paired_f1_pairs_by_question_and_leaves_out_category_5():
+    outcomes = [locomo.Outcome("r3mem", 1, question=0, f1=1.0), locomo.Outcome("r3mem_free", 1, question=0, f1=0.5),
+                locomo.Outcome("r3mem", 2, question=1, f1=0.0), locomo.Outcome("r3mem_free", 2, question=1, f1=0.0),
+                locomo.Outcome("r3mem", 5, question=2, f1=0.0), locomo.Outcome("r3mem_free", 5, question=2, f1=1.0)]
+    (got,) = locomo.paired_f1(outcomes, ["r3mem", "r3mem_free"])
+    assert (got["f1_diff"], got["n"]) == (0.25, 2) and got["ci95_low"] < 0.25 < got["ci95_high"]
+    assert locomo.paired_f1(outcomes, ["r3mem_free"]) == [], "no grounded method, nothing to pair"
 
 
 def test_every_nth_question_reaches_the_last_category():

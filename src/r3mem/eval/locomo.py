@@ -33,9 +33,9 @@ from tqdm.auto import tqdm
 
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
-from r3mem.eval.answering import answer
+from r3mem.eval.answering import GROUNDED, answer
 from r3mem.eval.common import EvalResult, add_common_arguments, require_path
-from r3mem.eval.metrics import percentile, recall_at_k
+from r3mem.eval.metrics import paired_interval, percentile, recall_at_k
 from r3mem.eval.qa import READER_WINDOW, parse_methods
 from r3mem.store import Hit, MemoryStore, Namespace
 from r3mem.store.location import open_backend
@@ -147,6 +147,7 @@ def open_store(r3: R3Mem, folder: Path, sample_id: str, records: list[Turn], rat
 class Outcome:
     method: str
     category: int
+    question: int = 0  # the question's place in the run, to pair methods' answers
     f1: float | None = None
     exact_match: float | None = None
     abstained: bool | None = None
@@ -170,7 +171,7 @@ def recall_outcome(store: MemoryStore, method: str, q: Question, top_k: int) -> 
 
 
 def run_conversation(r3: R3Mem, store: MemoryStore | None, methods: list[str], records: list[Turn], qs: list[Question],
-                     args: argparse.Namespace, bar) -> list[Outcome]:
+                     args: argparse.Namespace, bar, first: int = 0) -> list[Outcome]:
     """Every method on one conversation's questions; only the first `--answers` are answered."""
     full_text = "\n".join(t.text for t in records)
     outcomes = []
@@ -183,6 +184,7 @@ def run_conversation(r3: R3Mem, store: MemoryStore | None, methods: list[str], r
                 context = "\n".join(h.text for h in hits)
             else:
                 outcome = Outcome(method, q.category)
+            outcome.question = first + n
             if (args.answers is None or n < args.answers) and not args.no_text:
                 outcome.context_tokens = min(len(r3.tokenize(context)), READER_WINDOW) if context else 0
                 scored = answer(r3, method, q.question, q.answer, context, hits)
@@ -238,7 +240,7 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
             if set(methods) & set(RETRIEVAL):
                 store, ms = open_store(r3, folder, sample_id, records, args.ratio, not args.no_text)
             add_ms += ms
-            outcomes += run_conversation(r3, store, methods, records, qs, args, bar)
+            outcomes += run_conversation(r3, store, methods, records, qs, args, bar, len(outcomes) // len(methods))
             if store is not None:
                 store.close()
     bar.close()
@@ -248,8 +250,32 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
              "conversations": [sample_id for sample_id, _, _ in work],
              "trained": r3.trained, "adds": len(add_ms), "add_p95_ms": percentile(add_ms, 95) if add_ms else None,
              # every add pays its text, index row and vector; one in `memory_batch` also the batch's memories
-             "add_mean_ms": sum(add_ms) / len(add_ms) if add_ms else None}
+             "add_mean_ms": sum(add_ms) / len(add_ms) if add_ms else None,
+             "paired_f1": paired_f1(outcomes, methods)}
     return EvalResult("locomo", str(args.data), r3.checkpoint_fingerprint, r3.base.name, rows, extra)
+
+
+def paired_f1(outcomes: list[Outcome], methods: list[str]) -> list[dict]:
+    """Grounded answers against each other answering method, question by question over categories
+    1-4: the mean F1 difference and its 95 % interval (the answers floor compares the two)."""
+    f1 = {(o.method, o.question): o.f1 for o in outcomes if o.f1 is not None and o.category != 5}
+    out = []
+    for grounded in [m for m in methods if m in GROUNDED]:
+        for other in [m for m in methods if m != grounded]:
+            diffs = [f - f1[(other, q)] for (m, q), f in f1.items() if m == grounded and (other, q) in f1]
+            if len(diffs) > 1:
+                mean, low, high = paired_interval(diffs)
+                out.append({"method": grounded, "against": other, "f1_diff": round(mean, 4),
+                            "ci95_low": round(low, 4), "ci95_high": round(high, 4), "n": len(diffs)})
+    return out
+
+
+def summary(result: EvalResult) -> str:
+    """The paired F1 lines printed under the table (nothing when no grounded method answered)."""
+    lines = [f"{d['method']} - {d['against']} F1 over categories 1-4: {d['f1_diff']:+.4f} "
+             f"[{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}]  n={d['n']} (95 % interval, paired by question)"
+             for d in result.extra.get("paired_f1", [])]
+    return "\n".join(lines)
 
 
 def plot(result: EvalResult, path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,7 @@ __all__ = [
     "exact_match",
     "levenshtein_distance",
     "normalize_answer",
+    "paired_interval",
     "percentile",
     "recall_at_k",
     "rouge_l",
@@ -309,3 +311,10 @@ def recall_at_k(
     window = retrieved_ids if k is None else retrieved_ids[:k]
     found = evidence.intersection(window)
     return len(found) / len(evidence)
+
+
+def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
+    """Mean and normal 95 % interval of paired per-item differences (infinite for one item)."""
+    mean = statistics.fmean(diffs)
+    half = 1.96 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
+    return mean, mean - half, mean + half

@@ -34,6 +34,7 @@ from r3mem.api import R3Mem
 from r3mem.context_lm import assemble_prefix, memory_prefix, target_nll
 from r3mem.errors import InvalidInput
 from r3mem.eval.common import DEFAULT_DATA, EvalResult, add_common_arguments
+from r3mem.eval.metrics import paired_interval
 from r3mem.retention_data import HELD_OUT_BOOKS, HELD_OUT_CONVERSATIONS, conversation_stream
 from r3mem.textio import read_corpus_text
 
@@ -91,13 +92,6 @@ def target_positions(n_tokens: int, first: int, stride: int, limit: int, segment
     """Target starts >= `first`, `stride` apart, placed so the memory ends on a segment boundary."""
     shift = (-(first - tail)) % segment_len
     return list(range(first + shift, n_tokens - TARGET_LEN + 1, stride))[:limit]
-
-
-def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
-    """Mean and normal 95 % interval of paired per-target differences."""
-    mean = statistics.fmean(diffs)
-    half = 1.96 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
-    return mean, mean - half, mean + half
 
 
 def _memory_prefix(r3: R3Mem, ids: list[int], start: int, end: int, budget: int) -> torch.Tensor:
