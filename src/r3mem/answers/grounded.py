@@ -183,10 +183,10 @@ def dated(answer: GroundedAnswer, question: str, evidence: list[Evidence]) -> Gr
     if not when.asks_when(question) or source.span is None:
         return answer
     written = next((e.written for e in evidence if e.id == source.id), None)
-    dated = when.resolve(source.text, source.span[0], written)
-    if dated is None:
+    resolved = when.resolve(source.text, source.span[0], written)
+    if resolved is None:
         return answer
-    return replace(answer, answer=dated.answer, sources=[replace(source, span=(dated.start, dated.end))])
+    return replace(answer, answer=resolved.answer, sources=[replace(source, span=(resolved.start, resolved.end))])
 
 
 def describe(result: Answered) -> str:
