@@ -163,10 +163,15 @@ def test_bad_recall_filter_arguments(indexed):
         indexed.recall("x", ALICE, min_score="high")
 
 
-def test_lexical_search_finds_a_small_namespace_under_a_crowd(indexed):
-    """The best-1000 shortcut must not hide a namespace whose matches rank below another's."""
+@pytest.mark.parametrize("scoped_max", [None, 0], ids=["scoped", "shortcuts"])
+def test_lexical_search_finds_a_small_namespace_under_a_crowd(indexed, scoped_max):
+    """The best-1000 shortcut must not hide a namespace whose matches rank below another's (and on
+    PostgreSQL a small scope is ranked on its own rows; `scoped_max` 0 takes the shortcuts)."""
     from r3mem.store.encoder import Unit
     from r3mem.store.lexical import OVERFETCH
+
+    if scoped_max is not None:
+        indexed.backend._scoped_max = scoped_max
 
     crowd = indexed.encoder.records([Unit("turn", "zucchini zucchini zucchini", None, {})] * (OVERFETCH + 50),
                                     BOB, {}, True, defer=True)
@@ -178,11 +183,16 @@ def test_lexical_search_finds_a_small_namespace_under_a_crowd(indexed):
     indexed.forget(BOB)  # else closing the store writes the crowd's 1,050 pending memories (6 s)
 
 
-def test_lexical_search_ranks_as_if_every_match_were_ranked(indexed):
-    """The shortcuts (the best 1000 first; on PostgreSQL, records holding two query words first) are
-    exact: the same scores and order as ranking every match joined to its record."""
+@pytest.mark.parametrize("scoped_max", [None, 0], ids=["scoped", "shortcuts"])
+def test_lexical_search_ranks_as_if_every_match_were_ranked(indexed, scoped_max):
+    """The shortcuts (the best 1000 first; on PostgreSQL, records holding two query words first, or
+    a small scope's own rows) are exact: the same scores and order as ranking every match joined to
+    its record."""
     from r3mem.store.encoder import Unit
     from r3mem.store.lexical import OVERFETCH, terms
+
+    if scoped_max is not None:
+        indexed.backend._scoped_max = scoped_max
 
     words = ["zucchini", "soup", "market", "alps"]
     texts = [" ".join(words[j % 4] for j in range(n % 5 + 1)) + f" filler{n % 7}" for n in range(OVERFETCH + 300)]

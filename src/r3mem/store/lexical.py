@@ -100,6 +100,18 @@ POSTGRES_SEARCH_PAIRS = (
     "JOIN records r ON r.id = t.record_id WHERE {where} ORDER BY t.s DESC, t.doc LIMIT ?"
 )
 MAX_PAIR_TERMS = 16  # past this many query words, their pairs (n * (n - 1) / 2) cost more than they save
+# The shortcuts above rank the whole store's matches before the namespace filter, so their cost
+# grows with other namespaces' records: one tenant's bulk would slow every other tenant's recall.
+# A scope of at most SCOPED_MAX records is ranked on its own rows instead (its records by the
+# namespace index, then their index rows, then the match), at a cost that is its own alone; the
+# order and scores are those of POSTGRES_SEARCH.
+SCOPED_MAX = 5000
+SCOPE_SIZE = f"SELECT COUNT(*) FROM (SELECT 1 FROM records r WHERE {{where}} LIMIT {SCOPED_MAX + 1}) m"
+POSTGRES_SEARCH_SCOPED = (  # params: *where, query, limit
+    "WITH mine AS MATERIALIZED (SELECT r.id FROM records r WHERE {where}) "
+    "SELECT i.record_id, ts_rank(i.tsv, q.query, 0) AS s FROM mine JOIN record_index i ON i.record_id = mine.id, "
+    "websearch_to_tsquery('english', ?) AS q(query) WHERE i.tsv @@ q.query ORDER BY s DESC, i.doc LIMIT ?"
+)
 POSTGRES_MATCHES = (
     "SELECT COUNT(*) FROM (SELECT 1 FROM record_index WHERE tsv @@ websearch_to_tsquery('english', ?) "
     f"LIMIT {OVERFETCH + 1}) m"

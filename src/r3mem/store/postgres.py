@@ -18,6 +18,7 @@ from r3mem.store.lexical import (
     POSTGRES_MATCHES,
     POSTGRES_SEARCH,
     POSTGRES_SEARCH_PAIRS,
+    POSTGRES_SEARCH_SCOPED,
     POSTGRES_SEARCH_TOP,
     websearch_text,
 )
@@ -30,6 +31,7 @@ _SCHEMA_LOCK = 7_370_221  # advisory lock id: replicas starting together create 
 class PostgresBackend(SQLBackend):
     _search_sql = POSTGRES_SEARCH
     _search_pairs_sql = POSTGRES_SEARCH_PAIRS
+    _search_scoped_sql = POSTGRES_SEARCH_SCOPED
     _search_top_sql = POSTGRES_SEARCH_TOP
     _matches_sql = POSTGRES_MATCHES
 

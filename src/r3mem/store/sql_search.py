@@ -14,7 +14,7 @@ import numpy as np
 
 from r3mem.store.filters import RecallFilter, where_sql
 from r3mem.store.index import IndexEntry, decode_vectors
-from r3mem.store.lexical import MAX_PAIR_TERMS, OVERFETCH, terms
+from r3mem.store.lexical import MAX_PAIR_TERMS, OVERFETCH, SCOPE_SIZE, SCOPED_MAX, terms
 from r3mem.store.namespace import Namespace
 
 _INDEX_FLAG = "record_index"  # meta row: text records of a store from before the index are indexed
@@ -27,6 +27,8 @@ class SearchQueries:
     _search_top_sql: str | None = None  # the same over the engine's best OVERFETCH matches only
     _matches_sql: str = ""  # with _search_top_sql: how many records match, counted up to OVERFETCH + 1
     _search_pairs_sql: str | None = None  # the same over records holding two query words, tried first
+    _search_scoped_sql: str | None = None  # the same over a small scope's own rows; params: *where, match, limit
+    _scoped_max = SCOPED_MAX  # the largest scope ranked on its own rows
 
     @abstractmethod
     def _tx(self, write: bool = False) -> AbstractContextManager: ...
@@ -65,6 +67,9 @@ class SearchQueries:
         match = self._match(words)
         args = (match, *params, int(k))
         with self._tx() as q:
+            if self._search_scoped_sql is not None and self._scope_size(q, where, params) <= self._scoped_max:
+                rows = q(self._search_scoped_sql.format(where=where), (*params, match, int(k))).fetchall()
+                return [(r[0], float(r[1])) for r in rows]
             # each shortcut stands only when it fills k: then it is the full ranking's answer
             if self._search_pairs_sql is not None and 1 < len(words) <= MAX_PAIR_TERMS:
                 rows = q(self._search_pairs_sql.format(where=where), args).fetchall()
@@ -76,6 +81,11 @@ class SearchQueries:
             if len(rows) < k and (self._search_top_sql is None or self._matches(q, match) > OVERFETCH):
                 rows = q(self._search_sql.format(where=where), args).fetchall()
         return [(r[0], float(r[1])) for r in rows]
+
+    @staticmethod
+    def _scope_size(q, where: str, params: list) -> int:
+        """How many records the scope holds, counted up to SCOPED_MAX + 1 (by the namespace index)."""
+        return int(q(SCOPE_SIZE.format(where=where), tuple(params)).fetchone()[0])
 
     def _matches(self, q, match: str) -> int:
         """How many records the lexical query matches, counted up to OVERFETCH + 1."""
