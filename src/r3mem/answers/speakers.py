@@ -39,8 +39,8 @@ def author_named(question: str, source: str, texts: list[str]) -> bool:
 
 
 def _speaks_of(source: str, owners: list[str], thing: str) -> bool:
-    """Whether `source` has one of `owners` followed, within three words, by `thing` ("my old dog")."""
-    pattern = r"\b(?:" + "|".join(owners) + r")\s+(?:[\w'-]+\s+){0,2}?([\w'-]+)"
+    """Whether `source` has one of `owners` right before `thing` ("my grandma", "your dogs")."""
+    pattern = r"\b(?:" + "|".join(owners) + r")\s+([\w'-]+)"
     return any(stem(m.group(1)) == stem(thing) for m in re.finditer(pattern, source, re.IGNORECASE))
 
 
