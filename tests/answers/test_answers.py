@@ -195,3 +195,13 @@ def test_a_source_read_alone_can_supply_the_answer_a_distracting_one_hid(monkeyp
     joint = grounded.answer_question(None, "Where do I live?",  # type: ignore[arg-type]
                                      [grounded.Evidence(str(i), t, 0.1) for i, t in enumerate(texts)], coverage_only)
     assert joint.abstained, "by default only the joint candidate is read (the calibrated behaviour)"
+
+
+def test_source_rank_is_the_supporting_records_place_in_recall_order(monkeypatch, no_free_answer):
+    """Evidence is read in time order; the feature says how the answer's record ranked in recall."""
+    texts = ["Nate: I moved the sofa.", "I live in Lyon.", "Nate: Lyon is lovely."]
+    monkeypatch.setattr(grounded, "extract", lambda r3, group, question: "Lyon")
+    monkeypatch.setattr(grounded, "likelihood", lambda r3, t, q, a: (-1.0, 1.0))
+    evidence = [grounded.Evidence(str(i), t, s) for i, (t, s) in enumerate(zip(texts, (0.9, 0.2, 0.5), strict=True))]
+    found = grounded.located(None, "Where do I live?", evidence)  # type: ignore[arg-type]
+    assert [(c.sources[0].id, c.features["source_rank"]) for c in found] == [("1", 2)]

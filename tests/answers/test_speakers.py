@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from r3mem.answers.speakers import author, author_named, possession_held
+from r3mem.answers.speakers import author, author_named, own_things_mentioned, possession_held
 
 TURNS = ["[1:56 pm on 8 May, 2023] Caroline: Thanks, Melanie! The event made me realize self-care matters.",
          "[1:56 pm on 8 May, 2023] Melanie: I ran a charity race for mental health last Saturday."]
@@ -55,3 +55,26 @@ def test_an_answer_said_by_someone_else_is_not_given(monkeypatch):
     assert asked.abstained, "only Caroline said it"
     hers = grounded.answer_question(None, "What did Caroline realize after the event?", evidence, always)  # type: ignore[arg-type]
     assert hers.answer == "self-care matters" and hers.sources[0].id == "0"
+
+
+def test_a_question_about_the_askers_own_thing_needs_a_record_that_mentions_it():
+    assert not own_things_mentioned("What is my dog called?", "My cat is called Luna.")
+    assert own_things_mentioned("What is my dog called?", "My dog is called Rex.")
+    assert own_things_mentioned("What are our dogs called?", "Our dogs are Rex and Fido.")
+    assert own_things_mentioned("Where do I live?", "My cat is called Luna."), "owning nothing, it asks nothing"
+    assert own_things_mentioned("What is Melanie's dog called?", "Melanie: My cat is called Luna."), \
+        "another's thing is possession_held's to weigh"
+
+
+def test_a_confident_copy_of_another_thing_is_no_answer(monkeypatch):
+    from r3mem.answers import Evidence, grounded
+    from r3mem.answers.confidence import FEATURES, Calibration
+
+    monkeypatch.setattr(grounded, "extract", lambda r3, texts, question: "Luna")
+    monkeypatch.setattr(grounded, "generate", lambda r3, texts, question: "Luna")
+    monkeypatch.setattr(grounded, "likelihood", lambda r3, t, q, a: (-0.1, 5.0))
+    n = len(FEATURES)
+    always = Calibration(FEATURES, (0.0,) * n, (1.0,) * n, (0.0,) * n, 0.0, 0.0)
+    evidence = [Evidence("cat", "My cat is called Luna.", 0.9)]
+    assert grounded.answer_question(None, "What is my dog called?", evidence, always).abstained  # type: ignore[arg-type]
+    assert grounded.answer_question(None, "What is my cat called?", evidence, always).answer == "Luna"  # type: ignore[arg-type]

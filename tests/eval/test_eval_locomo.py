@@ -8,6 +8,7 @@ from tests.embedders import HashEmbedder
 import r3mem.cli
 from r3mem import reader
 from r3mem.answers import GroundedAnswer, Source
+from r3mem.answers.confidence import load_calibration
 from r3mem.cli import main
 from r3mem.eval import answering, locomo
 from r3mem.store import MemoryStore, memory_store
@@ -41,6 +42,9 @@ CONV_B = conversation("conv-b", "Carol", "Dave", [
 ])
 
 
+GIVEN_CALIBRATIONS: list = []  # what each grounded answer of the fake reader was given; None: the packaged one
+
+
 @pytest.fixture
 def data(tmp_path):
     path = tmp_path / "locomo.json"
@@ -55,14 +59,17 @@ def calls(monkeypatch, tiny):
     gold = {q["question"]: str(q.get("answer", q.get("adversarial_answer"))) for c in (CONV_A, CONV_B)
             for q in c["qa"]}
     log = []
+    calibrations = GIVEN_CALIBRATIONS
+    calibrations.clear()
 
     def from_text(r3, context, question, **kw):
         log.append((question, context))
         return gold[question] if gold[question] in context else "nothing"
 
-    def grounded(r3, question, evidence):
+    def grounded(r3, question, evidence, calibration=None):
         """The grounded reader's fake: the gold when a recalled turn holds it, else an abstention."""
         log.append((question, "\n".join(e.text for e in evidence)))
+        calibrations.append(calibration)
         holding = [e for e in evidence if gold[question] in e.text]
         if not holding:
             return GroundedAnswer(None, True, 0.1, [Source(e.id, e.text, None) for e in evidence])
@@ -183,6 +190,21 @@ def test_grounded_answers_abstain_where_free_generation_answers(data, tmp_path, 
     assert row(result, "r3mem", "all")["recall_at_k"] == row(result, "r3mem_free", "all")["recall_at_k"]
     paired = result["paired_f1"]  # the same questions of both conversations, right and wrong alike
     assert [(p["method"], p["against"], p["f1_diff"], p["n"]) for p in paired] == [("r3mem", "r3mem_free", 0.0, 4)]
+
+
+def test_a_calibration_fitted_elsewhere_replaces_the_packaged_one(data, tmp_path, calls, capsys):
+    fitted = tmp_path / "calibration.json"
+    fitted.write_text(json.dumps({**load_calibration().as_dict(), "threshold": 0.25}))
+    run_locomo(data, tmp_path, "--methods", "r3mem", "--calibration", str(fitted))
+    assert {c.threshold for c in GIVEN_CALIBRATIONS} == {0.25}
+    GIVEN_CALIBRATIONS.clear()
+    run_locomo(data, tmp_path, "--methods", "r3mem")
+    assert set(GIVEN_CALIBRATIONS) == {None}
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"threshold": 0.5}')
+    for bad in (broken, tmp_path / "missing.json"):
+        assert main(["eval", "locomo", "--data", str(data), "--calibration", str(bad)]) == 2
+        assert f"cannot read the calibration {bad}" in capsys.readouterr().err
 
 
 def test_paired_f1_pairs_by_question_and_leaves_out_category_5():

@@ -12,6 +12,9 @@ Features (`FEATURES`, in this order):
 - `possession_held`: whether the supporting record speaks of what the question says someone has,
   as theirs (`r3mem.answers.speakers`): "My cat is called Luna." does not answer "What is my dog
   called?", nor does Caroline's "my grandma" answer a question about Melanie's grandma.
+- `source_rank`: the supporting record's place in recall order (0: the best-scored one). Evidence
+  is read in time order, so the best record is not always first; an answer from the fifth-ranked
+  record is more often a distractor.
 
 The weights and the abstention threshold live in `calibration.json` beside this module, with
 the command that fitted them (`scripts/fit_answer_confidence.py`); docs/results.md has the figures.
@@ -24,13 +27,15 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
 from r3mem.answers.grounding import STOPWORDS, stem, words
 from r3mem.answers.speakers import possession_held
 
-FEATURES = ("top_score", "logprob", "pmi", "question_coverage", "name_coverage", "possession_held")
+FEATURES = ("top_score", "logprob", "pmi", "question_coverage", "name_coverage", "possession_held",
+            "source_rank")
 
 
 def _coverage(needed: list[str], text: str) -> float:
@@ -48,12 +53,13 @@ def question_coverage(question: str, source: str) -> tuple[float, float]:
     return _coverage(content, source), _coverage(names, source)
 
 
-def features(top_score: float, logprob: float, pmi: float, question: str, source: str) -> dict[str, float]:
+def features(top_score: float, logprob: float, pmi: float, question: str, source: str,
+             source_rank: int) -> dict[str, float]:
     """`FEATURES` of an answer read from `source`."""
     coverage, names = question_coverage(question, source)
     return {"top_score": top_score, "logprob": max(logprob, -20.0), "pmi": max(min(pmi, 20.0), -20.0),
             "question_coverage": coverage, "name_coverage": names,
-            "possession_held": possession_held(question, source)}
+            "possession_held": possession_held(question, source), "source_rank": source_rank}
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,15 @@ class Calibration:
     def as_dict(self) -> dict:
         return {"features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
                 "weights": list(self.weights), "bias": self.bias, "threshold": self.threshold}
+
+
+def read_calibration(path: str) -> Calibration:
+    """A calibration written by `scripts/fit_answer_confidence.py`, e.g. one fitted without the
+    conversations an evaluation asks about; a missing or malformed file raises ValueError."""
+    try:
+        return Calibration.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as error:  # a JSONDecodeError is a ValueError
+        raise ValueError(f"cannot read the calibration {path}: {error}") from None
 
 
 @cache

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from r3mem.answers import when
 from r3mem.answers.confidence import Calibration, features, load_calibration
 from r3mem.answers.grounding import Grounding, admissible, anchor, ground
-from r3mem.answers.speakers import author_named
+from r3mem.answers.speakers import author_named, own_things_mentioned
 
 if TYPE_CHECKING:  # the model stack loads to answer, not to read an answer (`r3mem ask --url`)
     from r3mem.api import R3Mem
@@ -128,33 +128,39 @@ def located(r3: R3Mem, question: str, evidence: list[Evidence], per_source: int 
     Candidates: the extraction from all sources read together; with `per_source` > 0, the
     extractions from each of the first `per_source` sources read alone (a small reader reading
     several records often copies a distracting one); with `free`, the free reader's answer. The
-    features of each are computed against all sources; a span found twice is kept once, and one
-    that is no answer (`grounding.admissible`) or that someone other than the person the question
-    is about said (`speakers.author_named`) not at all.
+    features of each are computed against all sources, with the rank of its record's recall
+    score. A span found twice is kept once,
+    and one that is no answer (`grounding.admissible`), that someone other than the person the question
+    is about said (`speakers.author_named`), or that never mentions the asker's own thing the
+    question is about (`speakers.own_things_mentioned`) not at all.
     """
     texts = [e.text for e in evidence]
     top_score = max(e.score for e in evidence)
+    ranked = sorted((e.score for e in evidence), reverse=True)
     everything = list(range(len(texts)))
     groups = [everything] + ([[i] for i in range(min(per_source, len(texts)))] if len(texts) > 1 else [])
     candidates = [(extract(r3, [texts[i] for i in group], question), group, True) for group in groups]
     if free:
         candidates.append((generate(r3, texts, question), everything, False))
-    out: list[GroundedAnswer] = []
-    seen: set[tuple[int, int, int]] = set()
+    reads = []  # (reading, record, start, end) of every reading a source supports
     for candidate, group, extracted in candidates:
         where = _locate(candidate, [texts[i] for i in group], question, extracted) if candidate else None
-        if where is None:
-            continue
-        n = group[where.source]
-        if (n, where.start, where.end) in seen or not admissible(question, candidate, texts[n], where.start):
+        if where is not None:
+            reads.append((candidate, group[where.source], where.start, where.end))
+    out: list[GroundedAnswer] = []
+    seen: set[tuple[int, int, int]] = set()
+    for candidate, n, start, end in reads:
+        if (n, start, end) in seen or not admissible(question, candidate, texts[n], start):
             continue
         if not author_named(question, texts[n], texts):  # asked about one person, said by another
             continue
-        seen.add((n, where.start, where.end))
-        answer = texts[n][where.start : where.end]
+        if not own_things_mentioned(question, texts[n]):  # "my dog" asked of a record about a cat
+            continue
+        seen.add((n, start, end))
+        answer = texts[n][start:end]
         logprob, pmi = likelihood(r3, texts, question, answer)
-        values = features(top_score, logprob, pmi, question, texts[n])
-        span = Source(evidence[n].id, texts[n], (where.start, where.end))
+        values = features(top_score, logprob, pmi, question, texts[n], ranked.index(evidence[n].score))
+        span = Source(evidence[n].id, texts[n], (start, end))
         out.append(GroundedAnswer(answer, False, 0.0, [span], candidate, values))
     return out
 

@@ -6,7 +6,9 @@ participant's own turns; a turn by someone else that merely holds the words is t
 of adversarial questions, which ask about one person what another said. `author_named` is the
 test that tells the two apart (a turn failing it is no answer); `possession_held` the confidence
 feature that checks a question's "Caroline's grandma" against whose grandma the record speaks of
-("my grandma" said by Caroline, "your grandma" said to her).
+("my grandma" said by Caroline, "your grandma" said to her). `own_things_mentioned` is the rule for
+what a user asks of their own memory: "What is my dog called?" is no question a record that never
+mentions a dog can answer, however confidently a reader copies "My cat is called Luna.".
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ _AUTHOR = re.compile(r"^\s*(?:\[[^\]]*\]\s*)?([A-Z][\w'.-]*(?: [A-Z][\w'.-]*)?):
 _NAME = re.compile(r"\b[A-Z][\w'-]*")
 _POSSESSION = re.compile(r"\b(my|your|his|her|their|our|[A-Z][\w-]*'s)\s+([a-z][\w-]*)")
 _PRONOUNS = ("my", "your", "his", "her", "their", "our")
+_FIRST_PERSON = ("my", "our")
 
 
 def author(text: str) -> str | None:
@@ -36,6 +39,14 @@ def author_named(question: str, source: str, texts: list[str]) -> bool:
     speaker is not among those it names; true when it names none of them (no evidence either way)."""
     asked_about = {a for a in map(author, texts) if a} & _named(question)
     return not asked_about or author(source) in asked_about
+
+
+def own_things_mentioned(question: str, source: str) -> bool:
+    """False when the question asks about something of the asker's own ("my dog", "our flat") that
+    `source` does not mention at all."""
+    words = {stem(w) for w in re.findall(r"[\w'-]+", source)}
+    return all(stem(thing) in words for owner, thing in _POSSESSION.findall(question)
+               if owner.lower() in _FIRST_PERSON and thing not in STOPWORDS)
 
 
 def _speaks_of(source: str, owners: list[str], thing: str) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from r3mem import reader
 from r3mem.answers import answer_question, evidence_of
+from r3mem.answers.confidence import Calibration
 from r3mem.api import R3Mem
 from r3mem.eval.metrics import squad_exact_match, squad_f1
 from r3mem.store import Hit
@@ -36,10 +37,12 @@ class Scored:
     exact_match: float
 
 
-def answer(r3: R3Mem, method: str, question: str, reference: str, context: str, hits: list[Hit]) -> Scored:
-    """One question answered the way `method` answers; `hits` are the recalled turns in time order."""
+def answer(r3: R3Mem, method: str, question: str, reference: str, context: str, hits: list[Hit],
+           calibration: Calibration | None = None) -> Scored:
+    """One question answered the way `method` answers; `hits` are the recalled turns in time order;
+    `calibration` replaces the packaged one for grounded answers."""
     if method in GROUNDED:
-        got = answer_question(r3, question, evidence_of(hits))
+        got = answer_question(r3, question, evidence_of(hits), calibration)
         prediction, abstained = got.answer or "", got.abstained
     else:
         prediction = reader.answer_from_text(r3, context, question)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from r3mem.answers.confidence import Calibration, read_calibration
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
 from r3mem.eval.answering import GROUNDED, answer
@@ -64,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "recall finds them by what their memories give back; nothing is answered")
     parser.add_argument("--stores", help="keep each conversation's SQLite store in this directory, and reuse "
                         "one that is already complete there (then add_p50_ms is not measured)")
+    parser.add_argument("--calibration", help="grounded answers' calibration JSON instead of the packaged one "
+                        "(scripts/fit_answer_confidence.py --out), e.g. one fitted without the --only conversations")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
 
 
@@ -171,7 +174,8 @@ def recall_outcome(store: MemoryStore, method: str, q: Question, top_k: int) -> 
 
 
 def run_conversation(r3: R3Mem, store: MemoryStore | None, methods: list[str], records: list[Turn], qs: list[Question],
-                     args: argparse.Namespace, bar, first: int = 0) -> list[Outcome]:
+                     args: argparse.Namespace, bar, first: int = 0,
+                     calibration: Calibration | None = None) -> list[Outcome]:
     """Every method on one conversation's questions; only the first `--answers` are answered."""
     full_text = "\n".join(t.text for t in records)
     outcomes = []
@@ -187,7 +191,7 @@ def run_conversation(r3: R3Mem, store: MemoryStore | None, methods: list[str], r
             outcome.question = first + n
             if (args.answers is None or n < args.answers) and not args.no_text:
                 outcome.context_tokens = min(len(r3.tokenize(context)), READER_WINDOW) if context else 0
-                scored = answer(r3, method, q.question, q.answer, context, hits)
+                scored = answer(r3, method, q.question, q.answer, context, hits, calibration)
                 outcome.f1, outcome.exact_match, outcome.abstained = scored.f1, scored.exact_match, scored.abstained
             outcomes.append(outcome)
             bar.update(1)
@@ -222,11 +226,20 @@ def summarise(method: str, outcomes: list[Outcome], add_ms: list[float]) -> list
     return rows
 
 
+def _calibration(path: str | None) -> Calibration | None:
+    """`--calibration`, read before any store is built so a bad file fails at once."""
+    try:
+        return read_calibration(path) if path else None
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
+
+
 def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
     samples = load_locomo(require_path(args.data), args.conversations)
     if args.only:
         samples = [s for s in samples if s.get("sample_id") in args.only.split(",")]
     methods = parse_methods(args.methods, METHODS)
+    calibration = _calibration(args.calibration)
     work = [(s.get("sample_id", str(i)), turns(s), questions(s, args.limit, args.every)) for i, s in enumerate(samples)]
     bar = tqdm(total=sum(len(qs) for _, _, qs in work) * len(methods), desc="locomo", unit="answer")
     outcomes: list[Outcome] = []
@@ -240,7 +253,8 @@ def run(args: argparse.Namespace, r3: R3Mem) -> EvalResult:
             if set(methods) & set(RETRIEVAL):
                 store, ms = open_store(r3, folder, sample_id, records, args.ratio, not args.no_text)
             add_ms += ms
-            outcomes += run_conversation(r3, store, methods, records, qs, args, bar, len(outcomes) // len(methods))
+            outcomes += run_conversation(r3, store, methods, records, qs, args, bar, len(outcomes) // len(methods),
+                                         calibration)
             if store is not None:
                 store.close()
     bar.close()
