@@ -3,12 +3,17 @@
 import json
 
 import pytest
+from tests.embedders import HashEmbedder
 
+import r3mem.answers
 import r3mem.cli
 from r3mem import bm25, reader
+from r3mem.answers import GroundedAnswer, Source
 from r3mem.cli import main
 from r3mem.eval import qa as qa_eval
+from r3mem.eval.qa_answers import ANSWER_METHODS
 from r3mem.eval.retrievers import dense
+from r3mem.store import memory_store
 
 PARAGRAPHS = [
     ["Super Bowl 50 was won by the Denver Broncos. The game was played in Santa Clara. "
@@ -54,6 +59,20 @@ def calls(monkeypatch, tiny):
     monkeypatch.setattr(reader, "answer_from_text", from_text)
     monkeypatch.setattr(reader, "answer_from_memory", from_memory)
     monkeypatch.setattr(dense, "DenseRetriever", bm25.BM25Retriever)  # no MiniLM load in unit tests
+    monkeypatch.setattr(memory_store, "default_embedder", HashEmbedder)
+    log["grounded"] = []
+
+    def grounded(r3, question, evidence, calibration=None):
+        """The grounded reader's fake: the gold when a recalled record holds it, else an abstention."""
+        log["grounded"].append((question, "\n".join(e.text for e in evidence)))
+        holding = [e for e in evidence if gold[question] in e.text]
+        if not holding:
+            return GroundedAnswer(None, True, 0.1, [Source(e.id, e.text, None) for e in evidence])
+        start = holding[0].text.index(gold[question])
+        return GroundedAnswer(gold[question], False, 0.9,
+                              [Source(holding[0].id, holding[0].text, (start, start + len(gold[question])))])
+
+    monkeypatch.setattr(r3mem.answers, "answer_question", grounded)
     return log
 
 
@@ -104,14 +123,40 @@ def test_all_methods_rows_json_and_plot(squad, tmp_path, calls):
     result = run_qa(squad, tmp_path, "--plot", str(plot))
     assert [r["method"] for r in result["rows"]] == list(qa_eval.METHODS)
     for row in result["rows"]:
-        assert list(row) == ["method", "em", "f1", "context_tokens", "latency_ms_p50", "n"]
+        answers = ["abstained", "unanswerable_abstained"] if row["method"] in ANSWER_METHODS else []
+        assert list(row) == ["method", "em", "f1", "context_tokens", "latency_ms_p50", "n", *answers]
         assert row["n"] == 3 and 0.0 <= row["em"] <= row["f1"] <= 1.0 and row["latency_ms_p50"] >= 0
     assert result["task"] == "qa" and result["ratio"] == 4 and result["top_k"] == 2
     assert plot.stat().st_size > 1000
 
 
+def test_grounded_answers_are_asked_of_their_article_and_of_one_that_cannot_answer(squad, tmp_path, calls):
+    result = run_qa(squad, tmp_path, "--methods", "r3mem,r3mem_free")
+    grounded, free = result["rows"]
+    assert grounded["method"] == "r3mem" and grounded["unanswerable_abstained"] == 1.0, "no gold, no answer"
+    assert free["unanswerable_abstained"] == 0.0, "the fake free reader says 'no idea', which is no refusal"
+    assert grounded["f1"] == 1.0 - grounded["abstained"], "answered means the gold span here"
+    asked_of = {}
+    for question, context in calls["grounded"]:
+        asked_of.setdefault(question, []).append(context)
+    here, elsewhere = asked_of["What river flows through Warsaw?"]
+    assert "Vistula" in here and "Vistula" not in elsewhere and "Broncos" in elsewhere
+
+
+def test_the_answer_methods_need_two_articles(squad, tmp_path, calls, capsys):
+    one = json.loads(squad.read_text())
+    one["data"] = one["data"][:1]
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(one))
+    assert main(["eval", "qa", "--data", str(path), "--methods", "r3mem"]) == 2
+    assert "at least two articles" in capsys.readouterr().err
+
+
 def test_limit_and_bad_input(squad, tmp_path, calls, capsys):
     assert run_qa(squad, tmp_path, "--methods", "no_context", "--limit", "1")["rows"][0]["n"] == 1
+    run_qa(squad, tmp_path, "--methods", "no_context", "--every", "2")
+    assert [q for q, _ in calls["text"][-2:]] == ["Who won Super Bowl 50?", "What river flows through Warsaw?"]
+    assert main(["eval", "qa", "--data", str(squad), "--every", "0"]) == 2
     assert main(["eval", "qa", "--data", str(squad), "--methods", "oracle"]) == 2
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
