@@ -1,8 +1,9 @@
 """The answer columns of `r3mem eval qa`: grounded `ask` beside free generation over the same recall,
 on SQuAD questions and on unanswerable variants of them.
 
-Each article's paragraphs are stored as documents in a namespace of their own (a fresh SQLite
-store, as `r3mem add` adds them). `r3mem` answers as `MemoryStore.ask` does; `r3mem_free` reads
+Each article's paragraphs are stored in a namespace of their own (a fresh SQLite store), one
+record a paragraph, as `eval locomo` stores one a turn: the hierarchy `r3mem add` also builds
+(sentence and entity records) costs about twenty adds a paragraph. `r3mem` answers as `MemoryStore.ask` does; `r3mem_free` reads
 the same recalled records with the free reader. The unanswerable variant asks each question in
 the next article's namespace, which does not hold its answer: the right outcome is an abstention,
 and a memory that answers there invents.
@@ -22,6 +23,7 @@ from r3mem.store.location import open_backend
 
 ANSWER_METHODS = ("r3mem", "r3mem_free")
 ASK_TOP_K = 3  # what `MemoryStore.ask` recalls by default
+LEVELS = ("document",)  # one record a paragraph
 
 
 class ArticleMemory:
@@ -39,7 +41,7 @@ class ArticleMemory:
         namespace = Namespace(user=f"article-{article}")
         if article not in self.filled:
             for paragraph in self.articles[article]:
-                self.store.add(namespace, text=paragraph)
+                self.store.add(namespace, text=paragraph, levels=LEVELS)
             self.filled.add(article)
         return namespace
 
