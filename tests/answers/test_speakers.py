@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from r3mem.answers import Evidence, grounded
+from r3mem.answers.confidence import FEATURES, Calibration
 from r3mem.answers.speakers import author, author_named, own_things_mentioned, possession_held
 
 TURNS = ["[1:56 pm on 8 May, 2023] Caroline: Thanks, Melanie! The event made me realize self-care matters.",
@@ -41,15 +43,17 @@ def test_possession_is_read_from_the_speakers_side():
     assert possession_held("How did Caroline's son take it?", "[1 May] Caroline: Glad your son is okay!") == 0.0
 
 
-def test_an_answer_said_by_someone_else_is_not_given(monkeypatch):
-    from r3mem.answers import Evidence, grounded
-    from r3mem.answers.confidence import FEATURES, Calibration
-
-    monkeypatch.setattr(grounded, "extract", lambda r3, texts, question: "self-care matters")
-    monkeypatch.setattr(grounded, "generate", lambda r3, texts, question: "")
+def fake_readers(monkeypatch, extraction: str, free: str) -> Calibration:
+    """Readers that always read `extraction` and `free`; returns a calibration that answers anything located."""
+    monkeypatch.setattr(grounded, "extract", lambda r3, texts, question: extraction)
+    monkeypatch.setattr(grounded, "generate", lambda r3, texts, question: free)
     monkeypatch.setattr(grounded, "likelihood", lambda r3, t, q, a: (-1.0, 1.0))
     n = len(FEATURES)
-    always = Calibration(FEATURES, (0.0,) * n, (1.0,) * n, (0.0,) * n, 0.0, 0.0)
+    return Calibration(FEATURES, (0.0,) * n, (1.0,) * n, (0.0,) * n, 0.0, 0.0)
+
+
+def test_an_answer_said_by_someone_else_is_not_given(monkeypatch):
+    always = fake_readers(monkeypatch, "self-care matters", "")
     evidence = [Evidence(str(i), t, 0.5) for i, t in enumerate(TURNS)]
     asked = grounded.answer_question(None, "What did Melanie realize after the event?", evidence, always)  # type: ignore[arg-type]
     assert asked.abstained, "only Caroline said it"
@@ -67,14 +71,7 @@ def test_a_question_about_the_askers_own_thing_needs_a_record_that_mentions_it()
 
 
 def test_a_confident_copy_of_another_thing_is_no_answer(monkeypatch):
-    from r3mem.answers import Evidence, grounded
-    from r3mem.answers.confidence import FEATURES, Calibration
-
-    monkeypatch.setattr(grounded, "extract", lambda r3, texts, question: "Luna")
-    monkeypatch.setattr(grounded, "generate", lambda r3, texts, question: "Luna")
-    monkeypatch.setattr(grounded, "likelihood", lambda r3, t, q, a: (-0.1, 5.0))
-    n = len(FEATURES)
-    always = Calibration(FEATURES, (0.0,) * n, (1.0,) * n, (0.0,) * n, 0.0, 0.0)
+    always = fake_readers(monkeypatch, "Luna", "Luna")
     evidence = [Evidence("cat", "My cat is called Luna.", 0.9)]
     assert grounded.answer_question(None, "What is my dog called?", evidence, always).abstained  # type: ignore[arg-type]
     assert grounded.answer_question(None, "What is my cat called?", evidence, always).answer == "Luna"  # type: ignore[arg-type]

@@ -4,10 +4,10 @@ import json
 
 import pytest
 from tests.embedders import HashEmbedder
+from tests.fake_answers import answer_if_held
 
 import r3mem.cli
 from r3mem import reader
-from r3mem.answers import GroundedAnswer, Source
 from r3mem.answers.confidence import load_calibration
 from r3mem.cli import main
 from r3mem.eval import answering, locomo
@@ -70,12 +70,7 @@ def calls(monkeypatch, tiny):
         """The grounded reader's fake: the gold when a recalled turn holds it, else an abstention."""
         log.append((question, "\n".join(e.text for e in evidence)))
         calibrations.append(calibration)
-        holding = [e for e in evidence if gold[question] in e.text]
-        if not holding:
-            return GroundedAnswer(None, True, 0.1, [Source(e.id, e.text, None) for e in evidence])
-        start = holding[0].text.index(gold[question])
-        return GroundedAnswer(gold[question], False, 0.9,
-                              [Source(holding[0].id, holding[0].text, (start, start + len(gold[question])))])
+        return answer_if_held(gold[question], evidence)
 
     monkeypatch.setattr(reader, "answer_from_text", from_text)
     monkeypatch.setattr(answering, "answer_question", grounded)

@@ -4,11 +4,11 @@ import json
 
 import pytest
 from tests.embedders import HashEmbedder
+from tests.fake_answers import answer_if_held
 
 import r3mem.answers
 import r3mem.cli
 from r3mem import bm25, reader
-from r3mem.answers import GroundedAnswer, Source
 from r3mem.cli import main
 from r3mem.eval import qa as qa_eval
 from r3mem.eval.qa_answers import ANSWER_METHODS
@@ -65,12 +65,7 @@ def calls(monkeypatch, tiny):
     def grounded(r3, question, evidence, calibration=None):
         """The grounded reader's fake: the gold when a recalled record holds it, else an abstention."""
         log["grounded"].append((question, "\n".join(e.text for e in evidence)))
-        holding = [e for e in evidence if gold[question] in e.text]
-        if not holding:
-            return GroundedAnswer(None, True, 0.1, [Source(e.id, e.text, None) for e in evidence])
-        start = holding[0].text.index(gold[question])
-        return GroundedAnswer(gold[question], False, 0.9,
-                              [Source(holding[0].id, holding[0].text, (start, start + len(gold[question])))])
+        return answer_if_held(gold[question], evidence)
 
     monkeypatch.setattr(r3mem.answers, "answer_question", grounded)
     return log
