@@ -3,10 +3,10 @@ on SQuAD questions and on unanswerable variants of them.
 
 Each article's paragraphs are stored in a namespace of their own (a fresh SQLite store), one
 record a paragraph, as `eval locomo` stores one a turn: the hierarchy `r3mem add` also builds
-(sentence and entity records) costs about twenty adds a paragraph. `r3mem` answers as `MemoryStore.ask` does; `r3mem_free` reads
-the same recalled records with the free reader. The unanswerable variant asks each question in
-the next article's namespace, which does not hold its answer: the right outcome is an abstention,
-and a memory that answers there invents.
+(sentence and entity records) costs about twenty adds a paragraph. `r3mem` answers as
+`MemoryStore.ask` does; `r3mem_free` reads the same recalled records with the free reader. The
+unanswerable variant asks each question in the next article's namespace, which does not hold its
+answer: the right outcome is an abstention, and a memory that answers there invents.
 """
 
 from __future__ import annotations
