@@ -6,10 +6,10 @@ import pytest
 from tests.embedders import HashEmbedder
 from tests.fake_answers import answer_if_held
 
-import r3mem.answers
 import r3mem.cli
 from r3mem import bm25, reader
 from r3mem.cli import main
+from r3mem.eval import answering
 from r3mem.eval import qa as qa_eval
 from r3mem.eval.qa_answers import ANSWER_METHODS
 from r3mem.eval.retrievers import dense
@@ -67,7 +67,7 @@ def calls(monkeypatch, tiny):
         log["grounded"].append((question, "\n".join(e.text for e in evidence)))
         return answer_if_held(gold[question], evidence)
 
-    monkeypatch.setattr(r3mem.answers, "answer_question", grounded)
+    monkeypatch.setattr(answering, "answer_question", grounded)
     return log
 
 

@@ -129,10 +129,10 @@ def located(r3: R3Mem, question: str, evidence: list[Evidence], per_source: int 
     extractions from each of the first `per_source` sources read alone (a small reader reading
     several records often copies a distracting one); with `free`, the free reader's answer. The
     features of each are computed against all sources, with the rank of its record's recall
-    score. A span found twice is kept once,
-    and one that is no answer (`grounding.admissible`), that someone other than the person the question
-    is about said (`speakers.author_named`), or that never mentions the asker's own thing the
-    question is about (`speakers.own_things_mentioned`) not at all.
+    score. A span found twice is kept once, and one that is no answer (`grounding.admissible`),
+    that someone other than the person the question is about said (`speakers.author_named`), or
+    that never mentions the asker's own thing the question is about
+    (`speakers.own_things_mentioned`) not at all.
     """
     texts = [e.text for e in evidence]
     top_score = max(e.score for e in evidence)
@@ -142,25 +142,24 @@ def located(r3: R3Mem, question: str, evidence: list[Evidence], per_source: int 
     candidates = [(extract(r3, [texts[i] for i in group], question), group, True) for group in groups]
     if free:
         candidates.append((generate(r3, texts, question), everything, False))
-    reads = []  # (reading, record, start, end) of every reading a source supports
-    for candidate, group, extracted in candidates:
-        where = _locate(candidate, [texts[i] for i in group], question, extracted) if candidate else None
-        if where is not None:
-            reads.append((candidate, group[where.source], where.start, where.end))
     out: list[GroundedAnswer] = []
     seen: set[tuple[int, int, int]] = set()
-    for candidate, n, start, end in reads:
-        if (n, start, end) in seen or not admissible(question, candidate, texts[n], start):
+    for candidate, group, extracted in candidates:
+        where = _locate(candidate, [texts[i] for i in group], question, extracted) if candidate else None
+        if where is None:
+            continue
+        n = group[where.source]
+        if (n, where.start, where.end) in seen or not admissible(question, candidate, texts[n], where.start):
             continue
         if not author_named(question, texts[n], texts):  # asked about one person, said by another
             continue
         if not own_things_mentioned(question, texts[n]):  # "my dog" asked of a record about a cat
             continue
-        seen.add((n, start, end))
-        answer = texts[n][start:end]
+        seen.add((n, where.start, where.end))
+        answer = texts[n][where.start : where.end]
         logprob, pmi = likelihood(r3, texts, question, answer)
         values = features(top_score, logprob, pmi, question, texts[n], ranked.index(evidence[n].score))
-        span = Source(evidence[n].id, texts[n], (start, end))
+        span = Source(evidence[n].id, texts[n], (where.start, where.end))
         out.append(GroundedAnswer(answer, False, 0.0, [span], candidate, values))
     return out
 

@@ -41,10 +41,14 @@ def author_named(question: str, source: str, texts: list[str]) -> bool:
     return not asked_about or author(source) in asked_about
 
 
+def _stems(text: str) -> set[str]:
+    return {stem(w) for w in re.findall(r"[\w'-]+", text)}
+
+
 def own_things_mentioned(question: str, source: str) -> bool:
     """False when the question asks about something of the asker's own ("my dog", "our flat") that
     `source` does not mention at all."""
-    words = {stem(w) for w in re.findall(r"[\w'-]+", source)}
+    words = _stems(source)
     return all(stem(thing) in words for owner, thing in _POSSESSION.findall(question)
                if owner.lower() in _FIRST_PERSON and thing not in STOPWORDS)
 
@@ -62,7 +66,7 @@ def possession_held(question: str, source: str) -> float:
     by "your grandma" in another speaker's; a thing whose owner is a pronoun ("my dog") need only be
     mentioned. A question naming no such thing scores 1."""
     speaker = author(source)
-    words = {stem(w) for w in re.findall(r"[\w'-]+", source)}
+    words = _stems(source)
     for owner, thing in _POSSESSION.findall(question):
         if thing in STOPWORDS:  # "her own", "their first"
             continue

@@ -1,4 +1,4 @@
-"""The answer columns of `r3mem eval locomo`: grounded answers beside free generation.
+"""The answer columns of `r3mem eval locomo` and `r3mem eval qa`: grounded answers beside free generation.
 
 `r3mem` answers as `MemoryStore.ask` does (`r3mem.answers`: extracted, grounded, abstaining
 below the packaged calibration's threshold); every other method's reader generates freely
@@ -37,9 +37,10 @@ class Scored:
     exact_match: float
 
 
-def answer(r3: R3Mem, method: str, question: str, reference: str, context: str, hits: list[Hit],
+def answer(r3: R3Mem, method: str, question: str, references: list[str], context: str, hits: list[Hit],
            calibration: Calibration | None = None) -> Scored:
-    """One question answered the way `method` answers; `hits` are the recalled turns in time order;
+    """One question answered the way `method` answers; `hits` are the recalled records in the order
+    the reader sees them (`eval locomo`: time order; `eval qa`: best first, as `MemoryStore.ask`);
     `calibration` replaces the packaged one for grounded answers."""
     if method in GROUNDED:
         got = answer_question(r3, question, evidence_of(hits), calibration)
@@ -47,4 +48,4 @@ def answer(r3: R3Mem, method: str, question: str, reference: str, context: str, 
     else:
         prediction = reader.answer_from_text(r3, context, question)
         abstained = not prediction.strip() or DECLINES.search(prediction) is not None
-    return Scored(prediction, abstained, squad_f1(prediction, [reference]), squad_exact_match(prediction, [reference]))
+    return Scored(prediction, abstained, squad_f1(prediction, references), squad_exact_match(prediction, references))

@@ -191,7 +191,7 @@ def run_conversation(r3: R3Mem, store: MemoryStore | None, methods: list[str], r
             outcome.question = first + n
             if (args.answers is None or n < args.answers) and not args.no_text:
                 outcome.context_tokens = min(len(r3.tokenize(context)), READER_WINDOW) if context else 0
-                scored = answer(r3, method, q.question, q.answer, context, hits, calibration)
+                scored = answer(r3, method, q.question, [q.answer], context, hits, calibration)
                 outcome.f1, outcome.exact_match, outcome.abstained = scored.f1, scored.exact_match, scored.abstained
             outcomes.append(outcome)
             bar.update(1)

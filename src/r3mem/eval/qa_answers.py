@@ -4,7 +4,8 @@ on SQuAD questions and on unanswerable variants of them.
 Each article's paragraphs are stored in a namespace of their own (a fresh SQLite store), one
 record a paragraph, as `eval locomo` stores one a turn: the hierarchy `r3mem add` also builds
 (sentence and entity records) costs about twenty adds a paragraph. `r3mem` answers as
-`MemoryStore.ask` does; `r3mem_free` reads the same recalled records with the free reader. The
+`MemoryStore.ask` does (its recall, then `eval.answering` as `eval locomo` scores it);
+`r3mem_free` reads the same recalled records with the free reader. The
 unanswerable variant asks each question in the next article's namespace, which does not hold its
 answer: the right outcome is an abstention, and a memory that answers there invents.
 """
@@ -13,11 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from r3mem import reader
 from r3mem.api import R3Mem
 from r3mem.errors import InvalidInput
-from r3mem.eval.answering import DECLINES, Scored
-from r3mem.eval.metrics import squad_exact_match, squad_f1
+from r3mem.eval import answering
 from r3mem.store import MemoryStore, Namespace
 from r3mem.store.location import open_backend
 
@@ -49,16 +48,9 @@ class ArticleMemory:
         """The article whose namespace an unanswerable variant is asked in."""
         return (article + 1) % len(self.articles)
 
-    def answer(self, method: str, question: str, answers: list[str], article: int) -> Scored:
-        namespace = self.namespace(article)
-        if method == "r3mem":
-            got = self.store.ask(question, namespace, top_k=ASK_TOP_K)
-            prediction, abstained = got.answer or "", got.abstained
-        else:
-            hits = self.store.recall(question, namespace, top_k=ASK_TOP_K)
-            prediction = reader.answer_from_text(self.r3, "\n".join(h.text for h in hits), question)
-            abstained = not prediction.strip() or DECLINES.search(prediction) is not None
-        return Scored(prediction, abstained, squad_f1(prediction, answers), squad_exact_match(prediction, answers))
+    def answer(self, method: str, question: str, answers: list[str], article: int) -> answering.Scored:
+        hits = self.store.recall(question, self.namespace(article), top_k=ASK_TOP_K)  # best first, as `ask` reads
+        return answering.answer(self.r3, method, question, answers, "\n".join(h.text for h in hits), hits)
 
     def close(self) -> None:
         self.store.close()
