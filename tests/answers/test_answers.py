@@ -205,3 +205,12 @@ def test_source_rank_is_the_supporting_records_place_in_recall_order(monkeypatch
     evidence = [grounded.Evidence(str(i), t, s) for i, (t, s) in enumerate(zip(texts, (0.9, 0.2, 0.5), strict=True))]
     found = grounded.located(None, "Where do I live?", evidence)  # type: ignore[arg-type]
     assert [(c.sources[0].id, c.features["source_rank"]) for c in found] == [("1", 2)]
+
+
+def test_the_sources_read_alone_are_the_best_scored(monkeypatch, no_free_answer):
+    texts = ["Nate: Any pointers?", "Nate: Sounds like you made your living room comfy!", "I live in Lyon."]
+    monkeypatch.setattr(grounded, "extract", lambda r3, group, question: "Lyon" if group == texts[2:] else "")
+    monkeypatch.setattr(grounded, "likelihood", lambda r3, t, q, a: (-1.0, 1.0))
+    evidence = [grounded.Evidence(str(i), t, s) for i, (t, s) in enumerate(zip(texts, (0.1, 0.2, 0.9), strict=True))]
+    found = grounded.located(None, "Where do I live?", evidence, per_source=1)  # type: ignore[arg-type]
+    assert [c.answer for c in found] == ["Lyon"], "the best-scored record is read alone, though it comes last"

@@ -26,9 +26,10 @@ if TYPE_CHECKING:  # the model stack loads to answer, not to read an answer (`r3
     from r3mem.store import Hit
 
 CLOSEST = 3  # records named when abstaining
-# Sources also read alone for a candidate of their own (one extra extraction each). Off: the
-# packaged threshold was fitted on the joint candidate, and the best of several candidates clears
-# it more often, right or wrong (docs/results.md, "answers"); it needs its own calibration first.
+# The best-ranked sources also read alone for a candidate of their own (one extra extraction each).
+# Off: even with a threshold fitted on its candidates it gains no F1 and abstains less on
+# adversarial questions, since the best of several candidates clears a threshold more often, right
+# or wrong (docs/results.md, "answers").
 PER_SOURCE = 0
 # A candidate from free generation too, anchored to the span of a source that supports it: the
 # 135M reader finds the right turn more often when it may phrase its answer than when it must copy,
@@ -126,7 +127,7 @@ def located(r3: R3Mem, question: str, evidence: list[Evidence], per_source: int 
     """Every candidate answer that a source supports, as its span with its features (not yet scored).
 
     Candidates: the extraction from all sources read together; with `per_source` > 0, the
-    extractions from each of the first `per_source` sources read alone (a small reader reading
+    extractions from each of the `per_source` best-scored sources read alone (a small reader reading
     several records often copies a distracting one); with `free`, the free reader's answer. The
     features of each are computed against all sources, with the rank of its record's recall
     score. A span found twice is kept once, and one that is no answer (`grounding.admissible`),
@@ -138,7 +139,8 @@ def located(r3: R3Mem, question: str, evidence: list[Evidence], per_source: int 
     top_score = max(e.score for e in evidence)
     ranked = sorted((e.score for e in evidence), reverse=True)
     everything = list(range(len(texts)))
-    groups = [everything] + ([[i] for i in range(min(per_source, len(texts)))] if len(texts) > 1 else [])
+    best_first = sorted(everything, key=lambda i: -evidence[i].score)[:per_source] if len(texts) > 1 else []
+    groups = [everything] + [[i] for i in best_first]
     candidates = [(extract(r3, [texts[i] for i in group], question), group, True) for group in groups]
     if free:
         candidates.append((generate(r3, texts, question), everything, False))
